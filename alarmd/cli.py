@@ -1,0 +1,185 @@
+"""The `alarmd` command: the daemon and the tools around it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from alarmd import __version__, logs, metrics
+from alarmd.errors import ConfigurationError
+from alarmd.settings import Settings, load_settings
+
+log = logs.get("alarmd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except (ValidationError, ConfigurationError, ValueError) as exc:
+        print(f"alarmd: the settings are not usable: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        return args.handler(settings, args)
+    except ConfigurationError as exc:
+        print(f"alarmd: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alarmd", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="consume alarms until stopped")
+    run.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+                     help="exit 0 once no message has arrived for this long and "
+                     "the outbox is empty")  # fmt: skip
+    run.set_defaults(handler=_run)
+
+    commands.add_parser(
+        "migrate", help="bring the database schema up to date"
+    ).set_defaults(handler=_migrate)
+
+    topics = commands.add_parser("topics", help="manage alarmd's topics")
+    topic_commands = topics.add_subparsers(required=True, metavar="ACTION")
+    topic_commands.add_parser(
+        "create", help="create the topics that do not exist"
+    ).set_defaults(handler=_topics_create)
+
+    produce = commands.add_parser("produce", help="publish a JSON-lines alarm file")
+    produce.add_argument("file", type=Path, metavar="FILE.jsonl")
+    produce.add_argument("--encoding", choices=["single-object", "confluent", "schemaless"],
+                         help="framing (default: ALARMD_INPUT_ENCODING)")  # fmt: skip
+    produce.add_argument("--topic", help="default: ALARMD_INPUT_TOPIC")
+    produce.add_argument("--no-progress", action="store_true")
+    produce.set_defaults(handler=_produce)
+
+    status = commands.add_parser(
+        "status", help="counts from the database and the topics"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(handler=_status)
+
+    commands.add_parser(
+        "config", help="print the effective settings, secrets masked"
+    ).set_defaults(handler=_config)
+    return parser
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from alarmd.health import Health, serve
+    from consumer.daemon import Daemon
+    from db.engine import make_engine
+
+    engine = make_engine(settings)
+    decoder = _decoder(settings)
+    metrics.prime(settings.downstream_topics())
+    daemon_ref: list[Daemon] = []
+    health = Health(lambda: daemon_ref[0].ping_database())
+    daemon = Daemon(settings, engine, decoder, health)
+    daemon_ref.append(daemon)
+    server = serve(health, settings.http_host, settings.http_port)
+    log.info("http_listening", host=settings.http_host, port=server.server_port)
+    signal.signal(signal.SIGTERM, daemon.request_stop)
+    signal.signal(signal.SIGINT, daemon.request_stop)
+    return daemon.run(exit_when_idle_s=args.exit_when_idle)
+
+
+def _decoder(settings: Settings):
+    import schemas
+    from schemas.decoding import build_decoder
+
+    writer = None
+    if settings.writer_schema_file is not None:
+        try:
+            writer = schemas.parse(
+                settings.writer_schema_file.read_text(encoding="utf-8")
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"ALARMD_WRITER_SCHEMA_FILE {settings.writer_schema_file} is not a "
+                f"readable Avro schema: {exc}"
+            ) from exc
+    return build_decoder(settings.input_encoding, writer, lambda: _registry(settings))
+
+
+def _registry(settings: Settings):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    if not settings.schema_registry_url:
+        raise ConfigurationError(
+            "input_encoding=confluent needs ALARMD_SCHEMA_REGISTRY_URL"
+        )
+    return SchemaRegistryClient.new_client({"url": settings.schema_registry_url})
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from db.migrate import upgrade
+
+    upgrade(settings.database_url.get_secret_value())
+    log.info("migrated", revision="head")
+    return 0
+
+
+def _topics_create(settings: Settings, _args: argparse.Namespace) -> int:
+    from alarmd.topics import create_topics
+
+    for topic, outcome in create_topics(settings).items():
+        log.info("topic", topic=topic, outcome=outcome)
+    return 0
+
+
+def _produce(settings: Settings, args: argparse.Namespace) -> int:
+    from producers.alarm_producer import Framer, produce_file
+
+    if not args.file.is_file():
+        print(f"alarmd produce: {args.file} is not a file", file=sys.stderr)
+        return 2
+    encoding = args.encoding or settings.input_encoding
+    topic = args.topic or settings.input_topic
+    registry = _registry(settings) if encoding == "confluent" else None
+    frame = Framer(encoding, registry, f"{topic}-value")
+    report, problems = produce_file(
+        args.file, topic, settings.kafka_common(), frame, progress=not args.no_progress
+    )
+    for problem in problems:
+        print(f"alarmd produce: {problem}", file=sys.stderr)
+    print(json.dumps({"produced": report.produced, "rejected": report.rejected,
+                      "failed": report.failed, "topic": topic, "encoding": encoding}))  # fmt: skip
+    return 0 if not (report.rejected or report.failed) else 1
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from alarmd.status import status
+    from db.engine import make_engine
+
+    result = status(settings, make_engine(settings))
+    if args.json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        for key, value in result.items():
+            if isinstance(value, dict):
+                for topic, count in value.items():
+                    print(f"topic {topic:<20} {count}")
+            else:
+                print(f"{key:<26} {value}")
+    return 0
+
+
+def _config(settings: Settings, _args: argparse.Namespace) -> int:
+    print(json.dumps(settings.masked(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The one settings object, built once at start-up from `ALARMD_*` variables.
+
+An optional dotenv-style file named by `ALARMD_CONFIG_FILE` supplies values the
+environment does not set. Code below `alarmd.cli` receives a `Settings` and never
+reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+InputEncoding = Literal["single-object", "confluent", "schemaless"]
+
+# librdkafka properties whose values are secrets: masked by `alarmd config`.
+SECRET_PROPERTY_WORDS = ("password", "secret", "key", "token", "credentials")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALARMD_", frozen=True, extra="ignore")
+
+    # Connections.
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
+    )
+    kafka_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra librdkafka properties as a JSON object, applied to every "
+        'consumer, producer and admin client, e.g. {"security.protocol": "SASL_SSL"}.',
+    )
+    database_url: SecretStr = Field(
+        SecretStr("postgresql+psycopg2://alarmd@127.0.0.1:5432/alarmd"),
+        description="SQLAlchemy URL of the PostgreSQL database.",
+    )
+
+    # Topics and group.
+    group_id: str = Field("alarmd", description="Consumer group of the daemon.")
+    input_topic: str = "alarms"
+    dead_letter_topic: str = "alarms.dlq"
+    predictive_topic: str = "predictive"
+    iac1_topic: str = "iac1"
+    notification_topic: str = "notification"
+    topic_partitions: int = Field(
+        6, ge=1, description="Partitions `alarmd topics create` gives new topics."
+    )
+    topic_replication_factor: int = Field(1, ge=1)
+
+    # Input framing.
+    input_encoding: InputEncoding = "single-object"
+    writer_schema_file: Path | None = Field(
+        None, description="Writer schema for input_encoding=schemaless; default: ours."
+    )
+    schema_registry_url: str | None = Field(
+        None, description="Schema Registry URL for input_encoding=confluent."
+    )
+
+    # Processing.
+    email_alarm_types: list[str] = Field(
+        default_factory=list,
+        description="alarmText values that yield a notification request (JSON list).",
+    )
+    batch_max_messages: int = Field(500, ge=1, le=100_000)
+    batch_timeout_s: float = Field(
+        0.2, gt=0, description="How long one consume call waits to fill a batch."
+    )
+    shutdown_deadline_s: float = Field(
+        25.0, gt=0, description="SIGTERM to exit: finish the batch, close, flush."
+    )
+    publish_timeout_s: float = Field(
+        30.0, gt=0, description="How long one outbox publish waits for delivery."
+    )
+    retry_initial_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    outbox_sweep_interval_s: float = Field(10.0, gt=0)
+    outbox_sweep_min_age_s: float = Field(
+        15.0,
+        ge=0,
+        description="The sweep republishes only rows older than this, so it never "
+        "races the instance that wrote them and is publishing them now.",
+    )
+    statistics_interval_s: float = Field(
+        5.0, gt=0, description="How often librdkafka reports consumer lag."
+    )
+
+    # Operations.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(9400, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("kafka_properties", mode="before")
+    @classmethod
+    def _properties_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    def kafka_common(self) -> dict[str, str]:
+        """Properties every client gets: bootstrap servers plus the extras."""
+        return {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            **self.kafka_properties,
+        }
+
+    def downstream_topics(self) -> list[str]:
+        return [self.predictive_topic, self.iac1_topic, self.notification_topic]
+
+    def all_topics(self) -> list[str]:
+        return [self.input_topic, *self.downstream_topics(), self.dead_letter_topic]
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with every secret replaced by asterisks."""
+        shown = self.model_dump(mode="json")
+        shown["database_url"] = mask_url(self.database_url.get_secret_value())
+        shown["kafka_properties"] = {
+            k: ("********" if any(w in k.lower() for w in SECRET_PROPERTY_WORDS) else v)
+            for k, v in self.kafka_properties.items()
+        }
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password, if any, replaced by asterisks."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
+        return "********"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Builds the settings from the environment and, if named, the config file."""
+    config_file = os.environ.get("ALARMD_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        from alarmd.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"ALARMD_CONFIG_FILE names {config_file}, which is not a file; "
+            "point it at a dotenv file of ALARMD_* settings or unset it"
+        )
+    return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]

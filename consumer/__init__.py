@@ -1,0 +1,1 @@
+"""The daemon's consume loop and what it does with each batch."""

@@ -1,0 +1,116 @@
+"""A consumed batch, decoded: the events to store and the messages to reject.
+
+Decoding happens here, before any database work, so one bad message becomes a
+`Rejected` entry and never aborts the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from alarmd.errors import DeadLetterReason, InvalidMessage
+from schemas.decoding import Decoder
+
+
+@dataclass(frozen=True, slots=True)
+class Coordinates:
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(slots=True)
+class DecodedEvent:
+    coordinates: Coordinates
+    event_id: str
+    record: dict[str, Any]
+    message: Any  # the confluent_kafka.Message it came from, for dead-lettering
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A message that goes to the dead-letter topic, with everything it carried."""
+
+    coordinates: Coordinates
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    stage: str
+    reason: DeadLetterReason
+    detail: str
+    traceback: str = ""
+
+
+@dataclass(slots=True)
+class Batch:
+    events: list[DecodedEvent] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    duplicates_in_batch: int = 0
+
+    def coordinates(self) -> list[Coordinates]:
+        return [e.coordinates for e in self.events] + [
+            r.coordinates for r in self.rejected
+        ]
+
+
+def event_id(record: dict[str, Any]) -> str:
+    """The content identity of an alarm event: SHA-256 of its canonical JSON.
+
+    Two deliveries of the same event, however they were framed, have the same id;
+    any difference in any field or attribute gives a new one.
+    """
+    canonical = json.dumps(
+        record,
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=_micros,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _micros(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1_000_000)
+    raise TypeError(f"cannot canonicalise {type(value).__name__}")
+
+
+def decode_batch(messages: list[Any], decode: Decoder) -> Batch:
+    """Decodes confluent-kafka messages; repeats within the batch are dropped."""
+    batch = Batch()
+    seen: set[str] = set()
+    for message in messages:
+        coordinates = Coordinates(
+            message.topic(), message.partition(), message.offset()
+        )
+        try:
+            record = decode(message.value())
+        except InvalidMessage as exc:
+            batch.rejected.append(
+                Rejected(
+                    coordinates=coordinates,
+                    key=message.key(),
+                    value=message.value(),
+                    headers=list(message.headers() or []),
+                    stage="decode",
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    traceback=traceback.format_exc(),
+                )
+            )
+            continue
+        identity = event_id(record)
+        if identity in seen:
+            batch.duplicates_in_batch += 1
+            continue
+        seen.add(identity)
+        batch.events.append(DecodedEvent(coordinates, identity, record, message))
+    return batch

@@ -1,0 +1,119 @@
+"""What a stored batch yields downstream: predictive requests, iAC1 documents and
+notification requests, as outbox messages.
+
+Every message is keyed by iactoken and single-object encoded with our schemas.
+Its event id is derived from what it is about, never from when it was made, so a
+message written again after a crash has the id it had the first time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import schemas
+from db.events import PREDICTIVE_TASK
+from db.outbox import EVENT_ID_HEADER, OutboxMessage
+from schemas.encoding import single_object
+
+# Namespace of alarmd's downstream event ids (uuid5 over what the event is about).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c1c1e-4d2a-5b7e-9a53-a1a4d0000001")
+CYCLE_STATE_STARTED = "Cycle Start"
+
+
+def downstream_event_id(kind: str, subject: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{kind}/{subject}"))
+
+
+@dataclass(frozen=True)
+class DownstreamTopics:
+    predictive: str
+    iac1: str
+    notification: str
+
+
+class DownstreamWriter:
+    """Builds the downstream messages for new cycles and new events."""
+
+    def __init__(self, topics: DownstreamTopics, email_alarm_types: list[str]) -> None:
+        self._topics = topics
+        self._email_types = frozenset(email_alarm_types)
+        self._predictive = schemas.load(schemas.PREDICTIVE_REQUEST)
+        self._iac1 = schemas.load(schemas.IAC1_ALARM)
+        self._notification = schemas.load(schemas.NOTIFICATION_REQUEST)
+
+    def wants_email(self, record: dict[str, Any]) -> bool:
+        return record["alarmText"] in self._email_types
+
+    def for_cycle(
+        self,
+        record: dict[str, Any],
+        alarm_event_id: str,
+        cycle_id: int,
+        started_at: datetime,
+    ) -> list[OutboxMessage]:
+        """The predictive request and the iAC1 document of a cycle just started."""
+        token = record["iactoken"]
+        predictive_id = downstream_event_id("predictive", token)
+        iac1_id = downstream_event_id("iac1", token)
+        predictive = {
+            "eventId": predictive_id,
+            "iactoken": token,
+            "cycleId": cycle_id,
+            "task": PREDICTIVE_TASK,
+            "alarm": record,
+            "requestedAt": started_at,
+        }
+        iac1 = {
+            "eventId": iac1_id,
+            "cycleId": cycle_id,
+            "cycleState": CYCLE_STATE_STARTED,
+            "cycleStartedAt": started_at,
+            "alarmEventId": alarm_event_id,
+            "alarm": record,
+        }
+        return [
+            self._message(self._topics.predictive, predictive_id, token, self._predictive, predictive),
+            self._message(self._topics.iac1, iac1_id, token, self._iac1, iac1),
+        ]  # fmt: skip
+
+    def for_email(self, record: dict[str, Any], alarm_event_id: str) -> OutboxMessage:
+        """The notification request of a new event whose alarmText is listed."""
+        request_id = downstream_event_id("notification", alarm_event_id)
+        request = {
+            "eventId": request_id,
+            "alarmEventId": alarm_event_id,
+            "ticketId": record["TicketID"],
+            "alarmText": record["alarmText"],
+            "nodeName": record["nodeName"],
+            "iactoken": record["iactoken"],
+            "eventTime": record["eventTime"],
+            "customer": record["customer"],
+            "nodegroup": record["nodegroup"],
+            "requestedAt": datetime.now(UTC),
+        }
+        return self._message(
+            self._topics.notification,
+            request_id,
+            record["iactoken"],
+            self._notification,
+            request,
+        )
+
+    @staticmethod
+    def _message(
+        topic: str,
+        event_id: str,
+        key: str,
+        schema: schemas.Schema,
+        value: dict[str, Any],
+    ) -> OutboxMessage:
+        return OutboxMessage(
+            event_id=event_id,
+            topic=topic,
+            key=key.encode("utf-8"),
+            payload=single_object(schema, value),
+            headers=[(EVENT_ID_HEADER, event_id.encode("ascii"))],
+        )

@@ -1,0 +1,2 @@
+"""PostgreSQL: the tables (models.py), their migrations (migrations/), the engine
+(engine.py) and the per-batch writes of the daemon (events.py, outbox.py)."""

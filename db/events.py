@@ -1,0 +1,115 @@
+"""Batched writes of alarm events, cycles, tasks and error rows.
+
+Each function is one statement for the whole batch, and each skips what is
+already stored, returning only what it inserted: that is what makes a
+redelivered batch have no further effect.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import Json, execute_values
+
+from consumer.batch import DecodedEvent, Rejected
+
+PREDICTIVE_TASK = "Alarm to Predictive Service"
+
+_EVENT_COLUMNS = (
+    "event_id, iactoken, ticket_id, additional_info, bcf_id, node_name, customer, "
+    "vendor_type, status, node_type, alarm_number, alarm_text, event_time, scope, "
+    "iac_alarm_id, parent_alarm, parent_id, execution_mode, node_group, robot_uid, "
+    "final, additional_fields, source_topic, source_partition, source_offset"
+)
+
+
+def insert_events(cur: Cursor, events: list[DecodedEvent]) -> dict[str, int]:
+    """Inserts the events not stored yet; returns {event_id: alarm_events.id} of
+    those inserted."""
+    if not events:
+        return {}
+    rows = []
+    for event in events:
+        r = event.record
+        c = event.coordinates
+        rows.append(
+            (
+                event.event_id, r["iactoken"], r["TicketID"], r["additionalInfo"],
+                r["bcfID"], r["nodeName"], r["customer"], r["vendorType"],
+                r["status"], r["nodeType"], r["alarmNumber"], r["alarmText"],
+                r["eventTime"], r["scope"], r["iacalarmid"], r["parentalarm"],
+                r["ParentId"], r["executionmode"], r["nodegroup"], r["robotUID"],
+                r["final"], Json(r["attributes"]), c.topic, c.partition, c.offset,
+            )
+        )  # fmt: skip
+    inserted = execute_values(
+        cur,
+        f"INSERT INTO alarm_events ({_EVENT_COLUMNS}) VALUES %s "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+        rows,
+        page_size=len(rows),
+        fetch=True,
+    )
+    return dict(inserted)
+
+
+def insert_cycles(
+    cur: Cursor, starts: list[tuple[str, int]]
+) -> dict[str, tuple[int, datetime]]:
+    """Starts a cycle for each (iactoken, alarm_events.id) that has none; returns
+    {iactoken: (cycle id, started_at)} of the cycles started."""
+    if not starts:
+        return {}
+    inserted = execute_values(
+        cur,
+        "INSERT INTO alarm_cycles (iactoken, alarm_event_id) VALUES %s "
+        "ON CONFLICT (iactoken) DO NOTHING RETURNING iactoken, id, started_at",
+        starts,
+        page_size=len(starts),
+        fetch=True,
+    )
+    return {token: (cycle_id, started) for token, cycle_id, started in inserted}
+
+
+def insert_tasks(cur: Cursor, cycle_ids: list[int], task: str) -> None:
+    if cycle_ids:
+        execute_values(
+            cur,
+            "INSERT INTO cycle_tasks (cycle_id, task) VALUES %s "
+            "ON CONFLICT (cycle_id, task) DO NOTHING",
+            [(cycle_id, task) for cycle_id in cycle_ids],
+            page_size=len(cycle_ids),
+        )
+
+
+def insert_errors(cur: Cursor, rejected: list[Rejected]) -> list[Rejected]:
+    """Stores an error row per rejected message not recorded before; returns the
+    ones stored, which are the ones still to dead-letter."""
+    if not rejected:
+        return []
+    by_coordinates = {
+        (r.coordinates.topic, r.coordinates.partition, r.coordinates.offset, r.stage): r
+        for r in rejected
+    }
+    inserted = execute_values(
+        cur,
+        "INSERT INTO processing_errors (source_topic, source_partition, source_offset, "
+        "stage, reason, detail, traceback) VALUES %s ON CONFLICT DO NOTHING "
+        "RETURNING source_topic, source_partition, source_offset, stage",
+        [
+            (
+                r.coordinates.topic,
+                r.coordinates.partition,
+                r.coordinates.offset,
+                r.stage,
+                r.reason.value,
+                r.detail,
+                r.traceback,
+            )
+            for r in rejected
+        ],  # fmt: skip
+        page_size=len(rejected),
+        fetch=True,
+    )
+    return [by_coordinates[tuple(row)] for row in inserted]

@@ -1,0 +1,108 @@
+"""The transactional outbox: downstream messages are rows first, Kafka records
+second.
+
+Rows are written in the batch's transaction, published after it commits, and
+marked published once the broker has acknowledged them. A row left unpublished
+by a crash is found by the sweep and published again with the same event id and
+bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import Json, execute_values
+
+EVENT_ID_HEADER = "alarmd-event-id"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    event_id: str
+    topic: str
+    key: bytes | None
+    payload: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    message: OutboxMessage
+
+
+def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
+    """Inserts messages, skipping any whose event id is already there; returns
+    the rows inserted, which are the ones this transaction must publish."""
+    if not messages:
+        return []
+    by_event = {m.event_id: m for m in messages}
+    inserted = execute_values(
+        cur,
+        "INSERT INTO outbox (event_id, topic, message_key, payload, headers) "
+        "VALUES %s ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
+        [
+            (m.event_id, m.topic, m.key, m.payload, Json(_encode_headers(m.headers)))
+            for m in messages
+        ],
+        page_size=len(messages),
+        fetch=True,
+    )
+    return [OutboxRow(row_id, by_event[eid]) for row_id, eid in inserted]
+
+
+def mark_published(cur: Cursor, ids: list[int]) -> None:
+    if ids:
+        cur.execute("UPDATE outbox SET published_at = now() WHERE id = ANY(%s)", (ids,))
+
+
+def claim_unpublished(cur: Cursor, min_age_s: float, limit: int) -> list[OutboxRow]:
+    """Locks up to `limit` unpublished rows older than `min_age_s`, oldest first.
+
+    Rows locked by another instance's sweep are skipped, not waited for. Call in
+    a transaction that marks the rows published before it commits.
+    """
+    cur.execute(
+        "SELECT id, event_id, topic, message_key, payload, headers FROM outbox "
+        "WHERE published_at IS NULL AND created_at < now() - make_interval(secs => %s) "
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        (min_age_s, limit),
+    )
+    return [
+        OutboxRow(
+            row_id,
+            OutboxMessage(
+                eid,
+                topic,
+                bytes(key) if key is not None else None,
+                bytes(payload) if payload is not None else None,
+                _decode_headers(headers),
+            ),
+        )
+        for row_id, eid, topic, key, payload, headers in cur.fetchall()
+    ]
+
+
+def oldest_unpublished(cur: Cursor) -> datetime | None:
+    cur.execute("SELECT min(created_at) FROM outbox WHERE published_at IS NULL")
+    return cur.fetchone()[0]
+
+
+def count_unpublished(cur: Cursor) -> int:
+    cur.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    return int(cur.fetchone()[0])
+
+
+# Header values are arbitrary bytes; JSONB holds them as base64.
+def _encode_headers(headers: list[tuple[str, bytes]]) -> list[list[str]]:
+    return [
+        [name, base64.b64encode(value or b"").decode("ascii")]
+        for name, value in headers
+    ]
+
+
+def _decode_headers(stored: list[list[str]]) -> list[tuple[str, bytes]]:
+    return [(name, base64.b64decode(value)) for name, value in stored]

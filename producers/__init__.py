@@ -1,0 +1,1 @@
+"""Writing to Kafka: the outbox publisher and `alarmd produce`."""
