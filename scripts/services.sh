@@ -3,7 +3,11 @@
 # demo and the integration tests run against. Both listen on loopback only, on
 # non-default ports, with their data under .local/. Every action is idempotent.
 #
-#   scripts/services.sh up | down | status
+#   scripts/services.sh up | down | reset | status
+#   scripts/services.sh postgres-stop | postgres-start | kafka-stop | kafka-start
+#
+# reset stops both and deletes their data. The -stop/-start pairs exist for the
+# integration tests that take a service away mid-run.
 #
 # `up` writes the connection settings to .local/services.env. Settings already
 # present in the environment (ALARMD_KAFKA_BOOTSTRAP_SERVERS,
@@ -186,11 +190,23 @@ case "${1:-}" in
     rm -rf "$KAFKA_DIR/data" "$LOCAL/postgres"
     log "local service data removed"
     ;;
+  postgres-stop)
+    pg_down
+    ;;
+  postgres-start)
+    pg_up
+    ;;
+  kafka-stop)
+    kafka_down
+    ;;
+  kafka-start)
+    kafka_up
+    ;;
   status)
     port_open "$PG_PORT" && log "PostgreSQL up on $PG_PORT" || log "PostgreSQL down"
     port_open "$KAFKA_PORT" && log "Kafka up on $KAFKA_PORT" || log "Kafka down"
     ;;
   *)
-    die "usage: scripts/services.sh up|down|reset|status"
+    die "usage: scripts/services.sh up|down|reset|status|postgres-stop|postgres-start|kafka-stop|kafka-start"
     ;;
 esac

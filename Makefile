@@ -1,0 +1,67 @@
+# alarmd: `make demo` runs the daemon on the sample alarms, `make test` runs the
+# tests. Both start the local Kafka and PostgreSQL themselves.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ALARMD := $(BIN)/alarmd
+DATA ?= ../shared/data/alarms-sample.jsonl
+ALARMD_EMAIL_ALARM_TYPES ?= ["BCF FAULTY","WCDMA BASE STATION OUT OF USE","Mains Input Out of Range","GSM Cell out of Service"]
+export ALARMD_EMAIL_ALARM_TYPES
+
+# Connection settings written by `make services-up`; variables already in the
+# environment win.
+WITH_SERVICES = set -a; . .local/services.env; set +a;
+
+.PHONY: help install services-up services-down services-reset demo test test-unit \
+        test-integration lint clean
+
+help:
+	@echo "make demo        run the daemon on $(DATA) and print the status"
+	@echo "make test        unit and integration tests (starts Kafka and PostgreSQL)"
+	@echo "make services-up / services-down / services-reset"
+	@echo "make lint        ruff and mypy"
+
+$(BIN)/alarmd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/alarmd
+
+services-up:
+	scripts/services.sh up
+
+services-down:
+	scripts/services.sh down
+
+services-reset:
+	scripts/services.sh reset
+
+demo: install
+	@test -f "$(DATA)" || { echo "make demo: $(DATA) not found; pass DATA=file.jsonl"; exit 2; }
+	scripts/services.sh reset
+	scripts/services.sh up
+	$(WITH_SERVICES) $(ALARMD) migrate
+	$(WITH_SERVICES) $(ALARMD) topics create
+	$(WITH_SERVICES) $(ALARMD) produce "$(DATA)"
+	$(WITH_SERVICES) ALARMD_HTTP_PORT=0 $(ALARMD) run --exit-when-idle 5
+	@$(WITH_SERVICES) $(ALARMD) status --json
+
+test: install services-up
+	$(WITH_SERVICES) $(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-integration: install services-up
+	$(WITH_SERVICES) $(BIN)/pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
