@@ -61,3 +61,9 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
 
 def get(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+def librdkafka_logger() -> logging.Logger:
+    """The logger to pass as a client's `logger` property, so librdkafka's own
+    lines are rendered like ours instead of printed raw to stderr."""
+    return logging.getLogger("librdkafka")

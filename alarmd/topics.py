@@ -5,6 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from alarmd.logs import librdkafka_logger
 from alarmd.settings import Settings
 
 ADMIN_TIMEOUT_S = 30.0
@@ -15,7 +16,7 @@ COUNT_POLL_S = 1.0
 
 def create_topics(settings: Settings) -> dict[str, str]:
     """Creates the topics that do not exist; returns {topic: "created" | "exists"}."""
-    admin = AdminClient(settings.kafka_common())
+    admin = AdminClient({**settings.kafka_common(), "logger": librdkafka_logger()})
     wanted = [
         NewTopic(
             topic,
@@ -56,6 +57,7 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
             "isolation.level": "read_committed",
+            "logger": librdkafka_logger(),
         }
     )
     try:

@@ -15,6 +15,7 @@ them). Transient failures pause consumption and retry each step on its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,7 +79,7 @@ class Daemon:
         self._health = health
         self._writer = BatchWriter(_downstream(settings), settings.dead_letter_topic)
         self._publisher = OutboxPublisher(
-            {**settings.kafka_common(), "logger": logs.logging.getLogger("librdkafka")},
+            {**settings.kafka_common(), "logger": logs.librdkafka_logger()},
             settings.publish_timeout_s,
         )
         self._consumer = Consumer(
@@ -91,7 +92,7 @@ class Daemon:
                 ),
                 "stats_cb": self._on_stats,
                 "error_cb": self._on_kafka_error,
-                "logger": logs.logging.getLogger("librdkafka"),
+                "logger": logs.librdkafka_logger(),
             }
         )
         self._assigned: set[tuple[str, int]] = set()
@@ -289,7 +290,7 @@ class Daemon:
         return swept
 
     def _idle_for(self, quiet_s: float, limit_s: float) -> bool:
-        if quiet_s < limit_s or not self._health_joined():
+        if quiet_s < limit_s or not self._joined:
             return False
         try:
             with self._database() as conn, conn.cursor() as cur:
@@ -300,9 +301,6 @@ class Daemon:
         if pending:
             self._next_sweep = 0.0  # sweep at once: the rows may be old enough now
         return pending == 0
-
-    def _health_joined(self) -> bool:
-        return self._joined
 
     # --- database access -----------------------------------------------------
 
@@ -339,10 +337,8 @@ class Daemon:
             m for m in self._stash if (m.topic(), m.partition()) in self._assigned
         ]
         for topic, partition in removed:
-            try:
+            with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(topic, str(partition))
-            except KeyError:
-                pass
         metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
         log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
                  total=len(self._assigned))  # fmt: skip

@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 import schemas
+from alarmd.logs import librdkafka_logger
 from schemas import encoding
 from schemas.mapping import MappingError, json_to_event
 
@@ -77,7 +78,9 @@ def produce_file(
     """Produces every mappable line; returns the counts and one sentence per
     problem (line number and reason)."""
     total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
-    producer = Producer({**PRODUCE_DEFAULTS, **kafka_config})
+    producer = Producer(
+        {**PRODUCE_DEFAULTS, **kafka_config, "logger": librdkafka_logger()}
+    )
     report = ProduceReport()
     problems: list[str] = []
 
