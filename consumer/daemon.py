@@ -96,6 +96,7 @@ class Daemon:
             }
         )
         self._assigned: set[tuple[str, int]] = set()
+        self._joined = False
         self._stash: list[Any] = []
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
@@ -316,8 +317,6 @@ class Daemon:
             return False
 
     # --- Kafka callbacks and helpers -------------------------------------------
-
-    _joined = False
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self._joined = True
