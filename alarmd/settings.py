@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     )
     kafka_properties: dict[str, str] = Field(
         default_factory=dict,
+        repr=False,  # may hold sasl.password; show it through masked() only
         description="Extra librdkafka properties as a JSON object, applied to every "
         'consumer, producer and admin client, e.g. {"security.protocol": "SASL_SSL"}.',
     )

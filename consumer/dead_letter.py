@@ -27,7 +27,9 @@ def dead_letter_message(rejected: Rejected, topic: str) -> OutboxMessage:
         (f"{HEADER_PREFIX}error-stage", rejected.stage),
         (f"{HEADER_PREFIX}error-reason", rejected.reason.value),
     ]
-    detail = rejected.detail.encode("utf-8")[:MAX_DETAIL_HEADER_BYTES]
+    # Cut on a character boundary, so the header still reads as UTF-8.
+    cut = rejected.detail.encode("utf-8")[:MAX_DETAIL_HEADER_BYTES]
+    detail = cut.decode("utf-8", "ignore").encode("utf-8")
     headers = [
         *rejected.headers,
         *((name, value.encode("utf-8")) for name, value in added),

@@ -49,13 +49,15 @@ class PausingRetry:
             give_up,
         )
         self.paused = False
+        # The last error text, kept across operations: a later step that fails
+        # differently while still paused is a change worth a warning too.
+        self._last_error = ""
 
     def __call__(self, stage: str, operation: Callable[[], T]) -> T:
         """Returns what `operation` returns once it stops raising TransientError.
 
         Raises the last TransientError when `give_up` turns true first.
         """
-        last_text: list[str] = []
         attempts = 0
 
         def before_sleep(state: Any) -> None:
@@ -68,9 +70,9 @@ class PausingRetry:
                 self.paused = True
                 metrics.PAUSED.set(1)
                 log.warning("consumption_paused", stage=stage, error=str(error))
-            elif last_text and last_text[-1] != str(error):
+            elif self._last_error != str(error):
                 log.warning("retry_error_changed", stage=stage, error=str(error))
-            last_text.append(str(error))
+            self._last_error = str(error)
 
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),

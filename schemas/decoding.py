@@ -66,7 +66,9 @@ def _resolve(body: bytes, writer: Any, reader: Any) -> dict[str, Any]:
             f"record is truncated: {len(body)} bytes end before the last field",
         ) from exc
     except (OverflowError, ValueError) as exc:
-        if "year" in str(exc) or "timestamp" in str(exc).lower():
+        # fastavro says "date value out of range" for a timestamp past year 9999.
+        text = str(exc)
+        if "year" in text or "date value" in text or "timestamp" in text.lower():
             raise InvalidMessage(
                 DeadLetterReason.INVALID_FIELD,
                 f"eventTime is out of range: {exc}",

@@ -7,6 +7,7 @@ downstream topics, which are always single-object encoded with our schemas.
 from __future__ import annotations
 
 import io
+import json
 import struct
 from typing import Any
 
@@ -37,5 +38,9 @@ def register(registry: Any, subject: str, schema: schemas.Schema) -> int:
     """Registers a schema under a subject and returns its id (idempotent)."""
     from confluent_kafka.schema_registry import Schema as RegistrySchema
 
-    text = fastavro.schema.to_parsing_canonical_form(schema.parsed)
+    # Not the parsing canonical form: it drops logicalType, and a reader resolving
+    # against it would get eventTime as a bare long.
+    text = json.dumps(
+        {k: v for k, v in schema.parsed.items() if not k.startswith("__")}
+    )
     return int(registry.register_schema(subject, RegistrySchema(text, "AVRO")))

@@ -1,0 +1,1 @@
+"""alarmd's tests: unit/, integration/ and notifier/ (the email sidecar)."""

@@ -1,0 +1,209 @@
+"""alarmd/settings.py: ALARMD_* variables into one frozen settings object, and
+secrets that never show."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from alarmd.errors import ConfigurationError
+from alarmd.settings import Settings, load_settings, mask_url
+
+DATABASE_PASSWORD = "Db-pa55word-4711"
+KAFKA_SECRET = "sasl-S3cret-0815"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """No ALARMD_* variable of the machine running the tests leaks in."""
+    for name in [n for n in os.environ if n.startswith("ALARMD_")]:
+        monkeypatch.delenv(name)
+
+
+def test_email_alarm_types_are_a_json_list(monkeypatch):
+    """ALARMD_EMAIL_ALARM_TYPES is read as a JSON list of alarmText values."""
+    monkeypatch.setenv(
+        "ALARMD_EMAIL_ALARM_TYPES", '["BCF FAULTY", "Mains Input Out of Range"]'
+    )
+
+    assert Settings().email_alarm_types == ["BCF FAULTY", "Mains Input Out of Range"]
+
+
+def test_email_alarm_types_that_are_not_json_are_refused(monkeypatch):
+    """A bare alarmText is not a JSON list; start-up fails with a ValueError, which
+    the command line reports as unusable settings."""
+    monkeypatch.setenv("ALARMD_EMAIL_ALARM_TYPES", "BCF FAULTY")
+
+    with pytest.raises(ValueError, match="email_alarm_types"):
+        Settings()
+
+
+def test_kafka_properties_are_a_json_object_of_strings(monkeypatch):
+    """ALARMD_KAFKA_PROPERTIES is a JSON object; values become the strings
+    librdkafka takes."""
+    monkeypatch.setenv(
+        "ALARMD_KAFKA_PROPERTIES",
+        '{"security.protocol": "SASL_SSL", "queue.buffering.max.ms": 5}',
+    )
+
+    assert Settings().kafka_properties == {
+        "security.protocol": "SASL_SSL",
+        "queue.buffering.max.ms": "5",
+    }
+
+
+def test_every_client_gets_bootstrap_servers_and_the_properties(monkeypatch):
+    """kafka_common() is the bootstrap servers plus every extra property."""
+    monkeypatch.setenv("ALARMD_KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9093,kafka-2:9093")
+    monkeypatch.setenv("ALARMD_KAFKA_PROPERTIES", '{"client.rack": "eu-1a"}')
+
+    assert Settings().kafka_common() == {
+        "bootstrap.servers": "kafka-1:9093,kafka-2:9093",
+        "client.rack": "eu-1a",
+    }
+
+
+def test_kafka_properties_that_are_not_json_are_refused(monkeypatch):
+    """A properties value that is not JSON stops start-up."""
+    monkeypatch.setenv("ALARMD_KAFKA_PROPERTIES", "security.protocol=SASL_SSL")
+
+    with pytest.raises(ValueError):
+        Settings()
+
+
+def _secret_settings(monkeypatch) -> Settings:
+    monkeypatch.setenv(
+        "ALARMD_DATABASE_URL",
+        f"postgresql+psycopg2://alarmd:{DATABASE_PASSWORD}@db.internal:5432/alarmd",
+    )
+    monkeypatch.setenv(
+        "ALARMD_KAFKA_PROPERTIES",
+        json.dumps(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "alarmd",
+                "sasl.password": KAFKA_SECRET,
+                "ssl.key.password": KAFKA_SECRET + "-key",
+                "sasl.oauthbearer.client.secret": KAFKA_SECRET + "-oauth",
+            }
+        ),
+    )
+    return Settings()
+
+
+def test_masked_hides_the_database_password(monkeypatch):
+    """The URL is shown with user and host, its password masked."""
+    masked = _secret_settings(monkeypatch).masked()
+
+    assert masked["database_url"].startswith("postgresql+psycopg2://alarmd:")
+    assert masked["database_url"].endswith("@db.internal:5432/alarmd")
+    assert DATABASE_PASSWORD not in masked["database_url"]
+
+
+def test_masked_hides_secret_kafka_properties_and_shows_the_rest(monkeypatch):
+    """Properties named like secrets are masked; the others are shown as set."""
+    properties = _secret_settings(monkeypatch).masked()["kafka_properties"]
+
+    shown = {k: v for k, v in properties.items() if v != "********"}
+    assert shown == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "alarmd",
+    }
+    assert set(properties) - set(shown) == {
+        "sasl.password",
+        "ssl.key.password",
+        "sasl.oauthbearer.client.secret",
+    }
+
+
+def test_no_secret_appears_in_masked_output(monkeypatch):
+    """Neither password is anywhere in what `alarmd config` prints."""
+    printed = json.dumps(_secret_settings(monkeypatch).masked())
+
+    assert DATABASE_PASSWORD not in printed
+    assert KAFKA_SECRET not in printed
+
+
+def test_no_secret_appears_in_repr_or_str(monkeypatch):
+    """A settings object that ends up in a log line or traceback shows no secret."""
+    settings = _secret_settings(monkeypatch)
+
+    for text in (repr(settings), str(settings)):
+        assert DATABASE_PASSWORD not in text
+        assert KAFKA_SECRET not in text
+
+
+def test_secret_stays_usable_for_the_connection(monkeypatch):
+    """Masking is for showing only: the engine still gets the real URL."""
+    settings = _secret_settings(monkeypatch)
+
+    assert DATABASE_PASSWORD in settings.database_url.get_secret_value()
+    assert settings.kafka_common()["sasl.password"] == KAFKA_SECRET
+
+
+def test_unparsable_database_url_is_shown_as_asterisks():
+    """A URL SQLAlchemy cannot parse is masked entirely rather than shown."""
+    assert mask_url(f"not a url {DATABASE_PASSWORD}") == "********"
+
+
+def test_settings_are_frozen():
+    """Settings are built once; changing one afterwards is refused."""
+    settings = Settings()
+
+    with pytest.raises(ValidationError):
+        settings.group_id = "other"
+
+
+def test_unknown_input_encoding_is_refused(monkeypatch):
+    """ALARMD_INPUT_ENCODING accepts only the three framings."""
+    monkeypatch.setenv("ALARMD_INPUT_ENCODING", "json")
+
+    with pytest.raises(ValidationError, match="input_encoding"):
+        Settings()
+
+
+def test_config_file_supplies_what_the_environment_does_not_set(monkeypatch, tmp_path):
+    """A dotenv file named by ALARMD_CONFIG_FILE fills in; the environment wins."""
+    config = tmp_path / "alarmd.env"
+    config.write_text(
+        "ALARMD_GROUP_ID=alarmd-from-file\nALARMD_INPUT_TOPIC=alarms-from-file\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ALARMD_CONFIG_FILE", str(config))
+    monkeypatch.setenv("ALARMD_INPUT_TOPIC", "alarms-from-env")
+
+    settings = load_settings()
+
+    assert (settings.group_id, settings.input_topic) == (
+        "alarmd-from-file",
+        "alarms-from-env",
+    )
+
+
+def test_config_file_that_does_not_exist_is_a_configuration_error(
+    monkeypatch, tmp_path
+):
+    """Naming a config file that is not there fails start-up with the path."""
+    missing = tmp_path / "nowhere.env"
+    monkeypatch.setenv("ALARMD_CONFIG_FILE", str(missing))
+
+    with pytest.raises(ConfigurationError, match="nowhere.env"):
+        load_settings()
+
+
+def test_topics_named_in_settings_are_all_listed(monkeypatch):
+    """all_topics() is the input, the three downstream topics and the DLQ."""
+    monkeypatch.setenv("ALARMD_NOTIFICATION_TOPIC", "mail")
+
+    assert Settings().all_topics() == [
+        "alarms",
+        "predictive",
+        "iac1",
+        "mail",
+        "alarms.dlq",
+    ]

@@ -1,0 +1,195 @@
+"""consumer/batch.py: the content identity of an event, and decoding a consumed
+batch into events to store and messages to reject."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import timedelta
+
+import pytest
+
+import schemas
+from alarmd.errors import DeadLetterReason
+from consumer.batch import Coordinates, decode_batch, event_id
+from schemas.decoding import SchemalessDecoder, SingleObjectDecoder
+from schemas.encoding import schemaless, single_object
+from schemas.mapping import json_to_event
+
+
+@pytest.fixture
+def decode_line():
+    """A sample line as the daemon sees it: mapped, single-object encoded, decoded."""
+    schema = schemas.load(schemas.ALARM_EVENT)
+    decode = SingleObjectDecoder()
+    return lambda line: decode(single_object(schema, json_to_event(json.loads(line))))
+
+
+def test_event_id_equal_for_byte_identical_sample_lines(sample_lines, decode_line):
+    """Every repeat of a line, wherever it is in the file, has the first one's id."""
+    ids_by_line = defaultdict(set)
+    for _, line in sample_lines:
+        ids_by_line[line].add(event_id(decode_line(line)))
+
+    assert len(ids_by_line) < len(sample_lines), "the sample has no repeated line"
+    assert {line: ids for line, ids in ids_by_line.items() if len(ids) > 1} == {}
+
+
+def test_distinct_event_ids_over_the_sample_equal_distinct_lines(
+    sample_lines, decode_line
+):
+    """The number of distinct ids is the number of distinct JSON documents."""
+    distinct_documents = {
+        json.dumps(json.loads(line), sort_keys=True) for _, line in sample_lines
+    }
+
+    ids = {event_id(decode_line(line)) for _, line in sample_lines}
+
+    assert len(ids) == len(distinct_documents)
+
+
+def _changed(value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, dict):
+        return {**value, "severity": "minor"}
+    return value + timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "iactoken",
+        "alarmText",
+        "eventTime",
+        "scope",
+        "final",
+        "TicketID",
+        "additionalInfo",
+        "bcfID",
+        "nodeName",
+        "customer",
+        "vendorType",
+        "status",
+        "nodeType",
+        "alarmNumber",
+        "iacalarmid",
+        "parentalarm",
+        "ParentId",
+        "executionmode",
+        "nodegroup",
+        "robotUID",
+        "attributes",
+    ],
+)
+def test_event_id_differs_when_any_field_differs(alarm_event, field):
+    """A change to any one field, eventTime by a microsecond, gives a new id."""
+    record = alarm_event()
+
+    changed = alarm_event(**{field: _changed(record[field])})
+
+    assert event_id(changed) != event_id(record)
+
+
+def test_parametrized_fields_are_every_schema_field(alarm_event, raw_schema):
+    """The field list above covers the whole schema, so none is left untested."""
+    names = [f["name"] for f in raw_schema("alarm_event")["fields"]]
+
+    assert sorted(names) == sorted(alarm_event())
+
+
+def test_event_id_ignores_key_order(alarm_event):
+    """The same content in another key order is the same event."""
+    record = alarm_event(attributes={"a": "1", "b": "2"})
+    reordered = dict(reversed(list(record.items())))
+    reordered["attributes"] = {"b": "2", "a": "1"}
+
+    assert event_id(reordered) == event_id(record)
+
+
+def test_event_id_is_the_same_whatever_the_framing(alarm_event):
+    """One event sent single-object and schemaless decodes to one id."""
+    schema = schemas.load(schemas.ALARM_EVENT)
+    record = alarm_event()
+
+    framed = SingleObjectDecoder()(single_object(schema, record))
+    bare = SchemalessDecoder()(schemaless(schema, record))
+
+    assert event_id(framed) == event_id(bare) == event_id(record)
+
+
+def test_decode_batch_drops_duplicates_and_rejects_bad_messages(
+    alarm_event, kafka_message
+):
+    """Good messages become events in order, a repeat within the batch is counted
+    and dropped, and a bad one becomes a Rejected with its coordinates and bytes."""
+    schema = schemas.load(schemas.ALARM_EVENT)
+    first = single_object(schema, alarm_event())
+    second = single_object(schema, alarm_event(status="Cleared"))
+    headers = [("traceparent", b"00-abc-01")]
+    messages = [
+        kafka_message(first, partition=3, offset=10),
+        kafka_message(b"not avro", partition=3, offset=11, key=b"k", headers=headers),
+        kafka_message(first, partition=3, offset=12),
+        kafka_message(second, partition=3, offset=13),
+        kafka_message(None, partition=3, offset=14, key=b"gone"),
+    ]
+
+    batch = decode_batch(messages, SingleObjectDecoder())
+
+    assert [e.coordinates.offset for e in batch.events] == [10, 13]
+    assert [e.record["status"] for e in batch.events] == ["Active", "Cleared"]
+    assert batch.duplicates_in_batch == 1
+    assert [(r.coordinates, r.reason) for r in batch.rejected] == [
+        (Coordinates("alarms", 3, 11), DeadLetterReason.BAD_FRAMING),
+        (Coordinates("alarms", 3, 14), DeadLetterReason.EMPTY_VALUE),
+    ]
+    bad = batch.rejected[0]
+    assert (bad.key, bad.value, bad.headers, bad.stage) == (
+        b"k",
+        b"not avro",
+        headers,
+        "decode",
+    )
+    assert "InvalidMessage" in bad.traceback
+
+
+def test_decoded_event_keeps_its_id_and_message(alarm_event, kafka_message):
+    """Each event carries its content id and the message it came from."""
+    record = alarm_event()
+    message = kafka_message(single_object(schemas.load(schemas.ALARM_EVENT), record))
+
+    (event,) = decode_batch([message], SingleObjectDecoder()).events
+
+    assert event.event_id == event_id(record)
+    assert event.message is message
+
+
+def test_rejected_message_without_headers_has_an_empty_list(kafka_message):
+    """A message with no headers (None from confluent-kafka) rejects with []."""
+    batch = decode_batch([kafka_message(b"\x00", headers=None)], SingleObjectDecoder())
+
+    assert batch.rejected[0].headers == []
+
+
+def test_batch_coordinates_list_events_then_rejected(alarm_event, kafka_message):
+    """Batch.coordinates() names every message the batch accounted for."""
+    payload = single_object(schemas.load(schemas.ALARM_EVENT), alarm_event())
+    messages = [
+        kafka_message(b"", partition=0, offset=5),
+        kafka_message(payload, partition=1, offset=9),
+    ]
+
+    batch = decode_batch(messages, SingleObjectDecoder())
+
+    assert batch.coordinates() == [
+        Coordinates("alarms", 1, 9),
+        Coordinates("alarms", 0, 5),
+    ]
+
+
+def test_coordinates_read_as_topic_partition_and_offset():
+    """Coordinates print the way the logs and error texts name a message."""
+    assert str(Coordinates("alarms", 2, 41)) == "alarms[2]@41"
