@@ -40,7 +40,7 @@ class PausingRetry:
         give_up: Callable[[], bool],
     ) -> None:
         self._wait = wait_exponential_jitter(
-            initial=initial_s, max=max_s, jitter=initial_s
+            multiplier=initial_s, max=max_s, jitter=initial_s
         )
         self._pause, self._resume, self._poll, self._give_up = (
             pause,
