@@ -24,6 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg2
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -97,6 +98,8 @@ class Daemon:
         )
         self._assigned: set[tuple[str, int]] = set()
         self._joined = False
+        # Last message or assignment: idleness is measured from here.
+        self._last_activity = time.monotonic()
         self._stash: list[Any] = []
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
@@ -141,7 +144,7 @@ class Daemon:
         )
         log.info("started", topic=self._settings.input_topic, group=self._settings.group_id,
                  encoding=self._settings.input_encoding)  # fmt: skip
-        last_message_at = time.monotonic()
+        self._last_activity = time.monotonic()
         exit_code = 0
         try:
             while not self._stopping.is_set():
@@ -152,10 +155,10 @@ class Daemon:
                 messages = [m for m in messages if self._usable(m)]
                 if messages:
                     self._process(messages)
-                    last_message_at = time.monotonic()
+                    self._last_activity = time.monotonic()
                 self._sweep_when_due()
                 if exit_when_idle_s is not None and self._idle_for(
-                    time.monotonic() - last_message_at, exit_when_idle_s
+                    time.monotonic() - self._last_activity, exit_when_idle_s
                 ):
                     log.info("idle_exit", idle_s=exit_when_idle_s)
                     break
@@ -320,6 +323,7 @@ class Daemon:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self._joined = True
+        self._last_activity = time.monotonic()
         self._health.joined()
         added = {(p.topic, p.partition) for p in partitions}
         self._assigned |= added
@@ -405,6 +409,12 @@ class _TranslatedConnection:
             self._raw = self._engine.raw_connection()
         except DBAPIError as exc:
             raise TransientError("database", _describe(exc.orig)) from exc
+        except psycopg2.Error as exc:
+            # Engine.raw_connection() passes the pool's connect errors through as
+            # psycopg2's own, not wrapped in DBAPIError as Engine.connect() does.
+            if not is_transient(exc):
+                raise
+            raise TransientError("database", _describe(exc)) from exc
         return self._raw
 
     def __exit__(self, exc_type, exc, _tb) -> bool:
