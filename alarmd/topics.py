@@ -16,7 +16,9 @@ COUNT_POLL_S = 1.0
 
 def create_topics(settings: Settings) -> dict[str, str]:
     """Creates the topics that do not exist; returns {topic: "created" | "exists"}."""
-    admin = AdminClient({**settings.kafka_common(), "logger": librdkafka_logger()})
+    admin = AdminClient(
+        {**settings.kafka_common(), "logger": librdkafka_logger()}  # type: ignore[dict-item]
+    )
     wanted = [
         NewTopic(
             topic,
@@ -91,11 +93,12 @@ def _count_topic(consumer: Consumer, topic: str, partitions: list[int]) -> int:
     count = 0
     while remaining:
         for message in consumer.consume(10_000, COUNT_POLL_S):
-            if message.error() is None:
+            error = message.error()
+            if error is None:
                 count += 1
-            elif message.error().code() == KafkaError._PARTITION_EOF:
+            elif error.code() == KafkaError._PARTITION_EOF:
                 remaining.discard(message.partition())
             else:
-                raise KafkaException(message.error())
+                raise KafkaException(error)
     consumer.unassign()
     return count

@@ -21,6 +21,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -80,7 +82,7 @@ class Daemon:
         self._health = health
         self._writer = BatchWriter(_downstream(settings), settings.dead_letter_topic)
         self._publisher = OutboxPublisher(
-            {**settings.kafka_common(), "logger": logs.librdkafka_logger()},
+            {**settings.kafka_common(), "logger": logs.librdkafka_logger()},  # type: ignore[dict-item]
             settings.publish_timeout_s,
         )
         self._consumer = Consumer(
@@ -309,7 +311,7 @@ class Daemon:
     # --- database access -----------------------------------------------------
 
     def _database(self):
-        return _TranslatedConnection(self._engine)
+        return _translated_connection(self._engine)
 
     def ping_database(self) -> bool:
         try:
@@ -396,40 +398,33 @@ class Daemon:
             log.warning("kafka_error", error=error.str())
 
 
-class _TranslatedConnection:
+@contextmanager
+def _translated_connection(engine: Engine) -> Iterator[Any]:
     """A pooled psycopg2 connection whose unavailability errors become
     TransientError. A broken connection is invalidated, never reused."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._raw = None
-
-    def __enter__(self):
-        try:
-            self._raw = self._engine.raw_connection()
-        except DBAPIError as exc:
-            raise TransientError("database", _describe(exc.orig)) from exc
-        except psycopg2.Error as exc:
-            # Engine.raw_connection() passes the pool's connect errors through as
-            # psycopg2's own, not wrapped in DBAPIError as Engine.connect() does.
-            if not is_transient(exc):
-                raise
-            raise TransientError("database", _describe(exc)) from exc
-        return self._raw
-
-    def __exit__(self, exc_type, exc, _tb) -> bool:
-        raw, self._raw = self._raw, None
-        if exc is None:
-            raw.close()
-            return False
+    try:
+        raw = engine.raw_connection()
+    except DBAPIError as exc:
+        raise TransientError("database", _describe(exc.orig)) from exc
+    except psycopg2.Error as exc:
+        # Engine.raw_connection() passes the pool's connect errors through as
+        # psycopg2's own, not wrapped in DBAPIError as Engine.connect() does.
+        if not is_transient(exc):
+            raise
+        raise TransientError("database", _describe(exc)) from exc
+    try:
+        yield raw
+    except psycopg2.Error as exc:
         if is_transient(exc):
             raw.invalidate()
             raise TransientError("database", _describe(exc)) from exc
-        try:
-            raw.rollback()
-        finally:
-            raw.close()
-        return False
+        raw.rollback()
+        raise
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
 
 
 def _describe(exc: BaseException | None) -> str:

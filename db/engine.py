@@ -39,4 +39,4 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
         return True
     code = getattr(exc, "pgcode", None)
-    return bool(code) and code[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(code, str) and code[:2] in TRANSIENT_SQLSTATE_CLASSES

@@ -43,6 +43,7 @@ def parse(raw: dict[str, Any] | str, name: str = "") -> Schema:
     alarm event schema is always known to the parser."""
     if isinstance(raw, str):
         raw = json.loads(raw)
+    assert isinstance(raw, dict), "an Avro schema here is a JSON object"
     named: dict[str, Any] = {}
     if raw.get("name") != "AlarmEvent":
         fastavro.parse_schema(_raw(ALARM_EVENT), named_schemas=named)

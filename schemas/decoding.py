@@ -87,6 +87,10 @@ def _resolve(body: bytes, writer: Any, reader: Any) -> dict[str, Any]:
             f"{len(body) - buffer.tell()} bytes of trailing garbage after a "
             f"{buffer.tell()}-byte record",
         )
+    if not isinstance(record, dict):
+        raise InvalidMessage(
+            DeadLetterReason.INCOMPATIBLE_SCHEMA, "writer schema is not a record"
+        )
     return validate(record)
 
 
