@@ -9,6 +9,12 @@ ALARMD := $(BIN)/alarmd
 DATA ?= ../shared/data/alarms-sample.jsonl
 ALARMD_EMAIL_ALARM_TYPES ?= ["BCF FAULTY","WCDMA BASE STATION OUT OF USE","Mains Input Out of Range","GSM Cell out of Service"]
 export ALARMD_EMAIL_ALARM_TYPES
+# The demo's email sidecar sends to a local sink (scripts/smtp_sink.py) and
+# waits only briefly for each group's siblings.
+SMTP_SINK_PORT ?= 12525
+NOTIFY_DEMO_ENV = ALARMD_SMTP_PORT=$(SMTP_SINK_PORT) ALARMD_SMTP_SECURITY=none \
+	ALARMD_NOTIFY_GROUP_WAIT_S=1 ALARMD_NOTIFY_GROUP_INTERVAL_S=1 \
+	ALARMD_NOTIFY_HTTP_PORT=0 ALARMD_NOTIFY_SWEEP_MIN_AGE_S=0
 
 # Connection settings written by `make services-up`; variables already in the
 # environment win.
@@ -18,7 +24,7 @@ WITH_SERVICES = set -a; . .local/services.env; set +a;
         test-integration lint clean
 
 help:
-	@echo "make demo        run the daemon on $(DATA) and print the status"
+	@echo "make demo        run the daemon and the email sidecar on $(DATA), print the status"
 	@echo "make test        unit and integration tests (starts Kafka and PostgreSQL)"
 	@echo "make services-up / services-down / services-reset"
 	@echo "make lint        ruff and mypy"
@@ -48,6 +54,12 @@ demo: install
 	$(WITH_SERVICES) $(ALARMD) topics create
 	$(WITH_SERVICES) $(ALARMD) produce "$(DATA)"
 	$(WITH_SERVICES) ALARMD_HTTP_PORT=0 $(ALARMD) run --exit-when-idle 5
+	rm -rf .local/mail
+	@$(BIN)/python scripts/smtp_sink.py --port $(SMTP_SINK_PORT) --dir .local/mail \
+	  > .local/smtp_sink.log 2>&1 & echo $$! > .local/smtp_sink.pid
+	$(WITH_SERVICES) $(NOTIFY_DEMO_ENV) $(ALARMD) notify --exit-when-idle 5; \
+	  rc=$$?; kill $$(cat .local/smtp_sink.pid); rm -f .local/smtp_sink.pid; exit $$rc
+	@ls .local/mail | wc -l | xargs printf 'make demo: %s emails in .local/mail\n'
 	@$(WITH_SERVICES) $(ALARMD) status --json
 
 test: install services-up

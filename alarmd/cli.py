@@ -46,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
                      "the outbox is empty")  # fmt: skip
     run.set_defaults(handler=_run)
 
+    notify = commands.add_parser("notify", help="send the notification emails")
+    notify.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+                        help="exit 0 once no request has arrived for this long and "
+                        "every received request is sent or dead-lettered")  # fmt: skip
+    notify.set_defaults(handler=_notify)
+    notify_actions = notify.add_subparsers(required=False, metavar="ACTION")
+    preview = notify_actions.add_parser(
+        "preview", help="render one email from a JSON-lines alarm file"
+    )
+    preview.add_argument("file", type=Path, metavar="FILE.jsonl")
+    preview.add_argument("--out", type=Path, default=Path("preview.eml"),
+                         help="where to write the .eml (default: preview.eml)")  # fmt: skip
+    preview.set_defaults(handler=_notify_preview)
+
     commands.add_parser(
         "migrate", help="bring the database schema up to date"
     ).set_defaults(handler=_migrate)
@@ -93,6 +107,36 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, daemon.request_stop)
     signal.signal(signal.SIGINT, daemon.request_stop)
     return daemon.run(exit_when_idle_s=args.exit_when_idle)
+
+
+def _notify(settings: Settings, args: argparse.Namespace) -> int:
+    from alarmd.health import Health, serve
+    from db.engine import make_engine
+    from notifier import metrics as notify_metrics
+    from notifier.worker import NotifyWorker
+
+    engine = make_engine(settings)
+    notify_metrics.prime()
+    worker_ref: list[NotifyWorker] = []
+    health = Health(lambda: worker_ref[0].ping_database())
+    worker = NotifyWorker(settings, engine, health)
+    worker_ref.append(worker)
+    server = serve(health, settings.http_host, settings.notify_http_port)
+    log.info("http_listening", host=settings.http_host, port=server.server_port)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    return worker.run(exit_when_idle_s=args.exit_when_idle)
+
+
+def _notify_preview(settings: Settings, args: argparse.Namespace) -> int:
+    from notifier.preview import preview
+
+    if not args.file.is_file():
+        print(f"alarmd notify preview: {args.file} is not a file", file=sys.stderr)
+        return 2
+    summary = preview(settings, args.file, args.out)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
 
 
 def _decoder(settings: Settings):

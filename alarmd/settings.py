@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 InputEncoding = Literal["single-object", "confluent", "schemaless"]
+SmtpSecurity = Literal["none", "starttls", "tls"]
 
 # librdkafka properties whose values are secrets: masked by `alarmd config`.
 SECRET_PROPERTY_WORDS = ("password", "secret", "key", "token", "credentials")
@@ -88,6 +89,58 @@ class Settings(BaseSettings):
         5.0, gt=0, description="How often librdkafka reports consumer lag."
     )
 
+    # The email sidecar (`alarmd notify`).
+    notify_group_id: str = Field(
+        "alarmd-notify", description="Consumer group of the email sidecar."
+    )
+    notify_dead_letter_topic: str = "notification.dlq"
+    notify_group_by: list[str] = Field(
+        default_factory=lambda: ["customer", "alarmText"],
+        description="Notification request fields whose values form the grouping key "
+        "(JSON list of customer, alarmText, nodegroup, nodeName, iactoken).",
+    )
+    notify_group_wait_s: float = Field(
+        30.0, ge=0, description="How long a new group collects siblings first."
+    )
+    notify_group_interval_s: float = Field(
+        300.0, ge=0, description="Later emails of an open group: at most this often."
+    )
+    notify_max_alarms_per_email: int = Field(
+        50, ge=1, description='Rows in one email\'s table; the rest are "and N more".'
+    )
+    notify_field_max_chars: int = Field(
+        120, ge=8, description="Table cells longer than this are cut with a marker."
+    )
+    notify_template_dir: Path | None = Field(
+        None, description="Operator templates; files here win over templates/."
+    )
+    notify_from: str = "alarmd <alarmd@localhost>"
+    notify_recipients: list[str] = Field(
+        default_factory=lambda: ["noc@localhost"],
+        description="Recipients of groups without a route (JSON list).",
+    )
+    notify_routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Recipients per customer, as a JSON object of lists.",
+    )
+    notify_message_id_domain: str = "alarmd.local"
+    notify_sweep_min_age_s: float = Field(
+        30.0,
+        ge=0,
+        description="Recorded emails not marked sent after this long are sent again, "
+        "with the same bytes and Message-ID (a crash between send and record).",
+    )
+    notify_http_port: int = Field(9401, ge=0, le=65535)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle to verify the SMTP server with; default: system."
+    )
+    smtp_timeout_s: float = Field(30.0, gt=0)
+
     # Operations.
     http_host: str = "0.0.0.0"
     http_port: int = Field(9400, ge=0, le=65535)
@@ -124,6 +177,8 @@ class Settings(BaseSettings):
             k: ("********" if any(w in k.lower() for w in SECRET_PROPERTY_WORDS) else v)
             for k, v in self.kafka_properties.items()
         }
+        if self.smtp_password is not None:
+            shown["smtp_password"] = "********"
         return shown
 
 

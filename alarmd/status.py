@@ -9,7 +9,14 @@ from sqlalchemy import Engine, func, select
 
 from alarmd.settings import Settings
 from alarmd.topics import count_records
-from db.models import AlarmCycle, AlarmEvent, OutboxMessage, ProcessingError
+from db.models import (
+    AlarmCycle,
+    AlarmEvent,
+    NotificationEmail,
+    NotificationRequestSent,
+    OutboxMessage,
+    ProcessingError,
+)
 
 
 def status(settings: Settings, engine: Engine) -> dict[str, Any]:
@@ -24,6 +31,17 @@ def status(settings: Settings, engine: Engine) -> dict[str, Any]:
                 select(func.count())
                 .select_from(OutboxMessage)
                 .where(OutboxMessage.published_at.is_(None))
+            ),
+            "notifications_sent": conn.scalar(
+                select(func.count())
+                .select_from(NotificationRequestSent)
+                .join(NotificationEmail)
+                .where(NotificationEmail.sent_at.is_not(None))
+            ),
+            "emails_sent": conn.scalar(
+                select(func.count())
+                .select_from(NotificationEmail)
+                .where(NotificationEmail.sent_at.is_not(None))
             ),
         }
     counts["topics"] = count_records(settings, settings.all_topics())

@@ -149,3 +149,67 @@ class ProcessingError(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class NotificationEmail(Base):
+    """One email of the sidecar, recorded with its exact bytes before it is sent.
+
+    `sent_at` is set once the SMTP server accepted it; a row left without it by a
+    crash is sent again with the same bytes, so the Message-ID stays the same.
+    """
+
+    __tablename__ = "notification_emails"
+    __table_args__ = (
+        Index(
+            "ix_notification_emails_unsent",
+            "id",
+            postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[str] = mapped_column(Text, unique=True)
+    group_key: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSONB)
+    subject: Mapped[str] = mapped_column(Text)
+    raw_message: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class NotificationRequestSent(Base):
+    """A notification request and the one email that carries it. The request's
+    original bytes are kept, so a failed email can still dead-letter them."""
+
+    __tablename__ = "notification_requests_sent"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    email_id: Mapped[int] = mapped_column(
+        ForeignKey("notification_emails.id"), index=True
+    )
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    source_topic: Mapped[str] = mapped_column(Text)
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+
+
+class NotificationError(Base):
+    """A notification request that went to `notification.dlq`, and why."""
+
+    __tablename__ = "notification_errors"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, unique=True)
+    source_topic: Mapped[str] = mapped_column(Text)
+    source_partition: Mapped[int] = mapped_column(Integer)
+    source_offset: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

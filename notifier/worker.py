@@ -1,0 +1,475 @@
+"""The email sidecar's poll loop: consume `notification`, group, send, record,
+commit.
+
+For every digest whose time has come, in this order:
+
+1. render it (a template or address error dead-letters its requests);
+2. one transaction: record the email, unsent, with its bytes and its requests;
+3. lock the email row, send it over SMTP, mark it sent, commit;
+4. commit the offsets that no unrecorded request holds back.
+
+Requests already recorded are skipped on arrival, so a redelivery sends nothing
+twice. Transient failures pause consumption and retry the step; the only repeat
+SMTP allows is a crash between the server's acceptance and step 3's commit,
+and the resend carries the same bytes and Message-ID.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from alarmd import logs
+from alarmd.errors import TransientError
+from alarmd.health import Health
+from alarmd.settings import Settings
+from consumer.commit import to_commit
+from consumer.daemon import CONSUMER_DEFAULTS, REVOKED_COMMIT_ERRORS
+from consumer.retry import PausingRetry
+from db.outbox import EVENT_ID_HEADER
+from notifier import metrics, records
+from notifier.dead_letter import DeadLetterPublisher
+from notifier.errors import PermanentFailure
+from notifier.grouping import Digest, Grouper
+from notifier.offsets import OffsetTracker
+from notifier.records import Failed, StoredEmail
+from notifier.render import Renderer
+from notifier.request import Coordinates, Received, decode
+from notifier.smtp import SmtpSender
+
+log = logs.get(__name__)
+
+MIN_POLL_S = 0.01
+
+
+class NotifyWorker:
+    def __init__(self, settings: Settings, engine: Engine, health: Health) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._health = health
+        self._grouper = Grouper(
+            settings.notify_group_by,
+            settings.notify_group_wait_s,
+            settings.notify_group_interval_s,
+        )
+        self._renderer = Renderer(
+            settings.notify_template_dir,
+            settings.notify_from,
+            settings.notify_message_id_domain,
+            settings.notify_max_alarms_per_email,
+            settings.notify_field_max_chars,
+        )
+        self._smtp = SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_security,
+            settings.smtp_username,
+            settings.smtp_password.get_secret_value()
+            if settings.smtp_password
+            else None,
+            settings.smtp_ca_file,
+            settings.smtp_timeout_s,
+        )
+        kafka = {**settings.kafka_common(), "logger": logs.librdkafka_logger()}
+        self._dead_letters = DeadLetterPublisher(
+            kafka, settings.notify_dead_letter_topic, settings.publish_timeout_s
+        )
+        self._consumer = Consumer(
+            {
+                **CONSUMER_DEFAULTS,
+                **kafka,
+                "group.id": settings.notify_group_id,
+                "error_cb": self._on_kafka_error,
+            }
+        )
+        self._offsets = OffsetTracker()
+        self._assigned: set[tuple[str, int]] = set()
+        self._joined = False
+        self._stash: list[Any] = []
+        self._stopping = threading.Event()
+        self._stop_deadline = float("inf")
+        self._last_kafka_error = ""
+        self._next_sweep = 0.0
+        self._retry = PausingRetry(
+            initial_s=settings.retry_initial_s,
+            max_s=settings.retry_max_s,
+            pause=lambda: self._set_paused(True),
+            resume=lambda: self._set_paused(False),
+            poll=self._poll_while_paused,
+            give_up=lambda: (
+                self._stopping.is_set() and time.monotonic() > self._stop_deadline
+            ),
+        )
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
+        """Asks the loop to finish the email in hand and exit. Safe from a signal
+        handler. Requests still waiting in groups are not committed, so they come
+        again after a restart."""
+        if self._stopping.is_set():
+            return
+        self._stop_deadline = time.monotonic() + self._settings.shutdown_deadline_s
+        self._stopping.set()
+        log.info(
+            "stop_requested", signal=signal.Signals(signum).name if signum else None
+        )
+
+    def run(self, exit_when_idle_s: float | None = None) -> int:
+        """Consumes until stopped (or idle for `exit_when_idle_s`); returns the
+        process exit code. Blocks."""
+        self._dead_letters.ensure_topic(
+            self._settings.topic_partitions, self._settings.topic_replication_factor
+        )
+        topic = self._settings.notification_topic
+        self._consumer.subscribe(
+            [topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info("started", topic=topic, group=self._settings.notify_group_id,
+                 group_by=self._grouper.fields,
+                 group_wait_s=self._settings.notify_group_wait_s,
+                 smtp=f"{self._settings.smtp_host}:{self._settings.smtp_port}")  # fmt: skip
+        last_message_at = time.monotonic()
+        exit_code = 0
+        try:
+            while not self._stopping.is_set():
+                messages = self._take_stash() + self._consumer.consume(
+                    self._settings.batch_max_messages, self._poll_timeout()
+                )
+                self._health.beat()
+                messages = [m for m in messages if self._usable(m)]
+                if messages:
+                    self._receive(messages)
+                    last_message_at = time.monotonic()
+                for digest in self._grouper.due(time.monotonic()):
+                    self._send(digest)
+                self._commit()
+                self._sweep_when_due()
+                self._retry.resume_if_paused()
+                metrics.PENDING.set(self._offsets.outstanding())
+                if exit_when_idle_s is not None and self._idle_for(
+                    time.monotonic() - last_message_at, exit_when_idle_s
+                ):
+                    log.info("idle_exit", idle_s=exit_when_idle_s)
+                    break
+        except TransientError as exc:
+            log.error("shutdown_deadline_exceeded", stage=exc.stage, error=exc.detail)
+            exit_code = 1
+        finally:
+            self._consumer.close()
+            self._dead_letters.close(5.0)
+            log.info("stopped", pending=self._grouper.pending())
+        return exit_code
+
+    # --- receiving -------------------------------------------------------------
+
+    def _receive(self, messages: list[Any]) -> None:
+        now = time.monotonic()
+        metrics.REQUESTS_RECEIVED.inc(len(messages))
+        decoded: list[Received] = []
+        failed: list[Failed] = []
+        for m in messages:
+            c = Coordinates(m.topic(), m.partition(), m.offset())
+            self._offsets.seen(c)
+            headers = list(m.headers() or [])
+            try:
+                request = decode(m.value())
+            except PermanentFailure as exc:
+                event_id = _header(headers, EVENT_ID_HEADER) or (
+                    f"{c.topic}/{c.partition}/{c.offset}"
+                )
+                failed.append(Failed(event_id, c, m.key(), m.value(), headers,
+                                     exc.reason.value, exc.detail))  # fmt: skip
+                continue
+            decoded.append(Received(request, c, m.key(), m.value(), headers))
+
+        ids = [r.request.event_id for r in decoded]
+        handled = self._retry("database", lambda: self._already_handled(ids))
+        for received in decoded:
+            if received.request.event_id in handled:
+                self._offsets.done(received.coordinates)
+                metrics.REQUESTS_SKIPPED.inc()
+            elif not self._grouper.add(received, now):
+                metrics.REQUESTS_SKIPPED.inc()
+        if failed:
+            self._dead_letter(failed)
+
+    def _already_handled(self, ids: list[str]) -> set[str]:
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            return records.already_handled(cur, ids)
+
+    # --- sending ---------------------------------------------------------------
+
+    def _send(self, digest: Digest) -> None:
+        first = digest.received[0].request
+        recipients = self._settings.notify_routes.get(
+            first.customer, self._settings.notify_recipients
+        )
+        try:
+            email = self._renderer.render(digest, recipients)
+        except PermanentFailure as exc:
+            metrics.EMAILS_FAILED.labels(reason=exc.reason.value).inc()
+            self._dead_letter(
+                [_failed(r, exc.reason.value, exc.detail) for r in digest.received]
+            )
+            self._done(digest)
+            return
+
+        stored = self._retry("database", lambda: self._record(email, digest))
+        self._deliver(stored)
+        metrics.GROUP_WAIT.observe(time.monotonic() - digest.opened_at)
+        self._done(digest)
+
+    def _record(self, email, digest: Digest) -> StoredEmail:
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            return records.record_email(cur, email, digest.key_text, digest.received)
+
+    def _deliver(self, stored: StoredEmail) -> None:
+        """Sends a recorded email and marks the outcome; blocks while retrying."""
+        accepted: list[bool] = []
+
+        def attempt() -> str:
+            if accepted:
+                # The server has it; only the record failed. Never send again.
+                self._mark_sent(stored.id)
+                return "sent"
+            return self._deliver_once(stored, accepted)
+
+        outcome = self._retry("database", attempt)
+        if outcome == "sent":
+            metrics.EMAILS_SENT.inc()
+            metrics.REQUESTS_SENT.inc(len(stored.requests))
+            log.info("email_sent", message_id=stored.message_id,
+                     requests=len(stored.requests))  # fmt: skip
+
+    def _mark_sent(self, email_id: int) -> None:
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            records.mark_sent(cur, email_id)
+
+    def _deliver_once(self, stored: StoredEmail, accepted: list[bool]) -> str:
+        # XXX: the row lock, and so a transaction, stays open while SMTP retries,
+        # however long the server is down; it keeps other instances' sweeps off
+        # this email. A lease column would free the connection.
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            if not records.lock_unsent(cur, stored.id):
+                return "already_done"
+            try:
+                refused = self._retry("smtp", lambda: self._smtp_send(stored))
+            except PermanentFailure as exc:
+                self._fail_email(cur, stored, exc)
+                return "failed"
+            accepted.append(True)
+            if refused:
+                log.warning("email_recipients_refused", message_id=stored.message_id,
+                            refused=refused)  # fmt: skip
+            records.mark_sent(cur, stored.id)
+            return "sent"
+
+    def _smtp_send(self, stored: StoredEmail) -> dict[str, str]:
+        try:
+            return self._smtp.send(
+                self._renderer.envelope_sender, list(stored.recipients), stored.raw
+            )
+        except TransientError:
+            metrics.RETRIES.labels(stage="smtp").inc()
+            raise
+
+    def _fail_email(self, cur, stored: StoredEmail, exc: PermanentFailure) -> None:
+        failed = [
+            Failed(r.event_id, r.coordinates, _key_of(r.payload), r.payload,
+                   [(EVENT_ID_HEADER, r.event_id.encode("utf-8"))],
+                   exc.reason.value, exc.detail)
+            for r in stored.requests
+        ]  # fmt: skip
+        self._retry("dead_letter", lambda: self._dead_letters.publish(failed))
+        records.mark_failed(cur, stored.id, exc.reason.value, exc.detail)
+        records.record_errors(cur, failed)
+        metrics.EMAILS_FAILED.labels(reason=exc.reason.value).inc()
+        metrics.REQUESTS_FAILED.labels(reason=exc.reason.value).inc(len(failed))
+        log.warning("email_dead_lettered", message_id=stored.message_id,
+                    requests=len(failed), reason=exc.reason.value, detail=exc.detail)  # fmt: skip
+
+    def _dead_letter(self, failed: list[Failed]) -> None:
+        self._retry("dead_letter", lambda: self._dead_letters.publish(failed))
+        self._retry("database", lambda: self._record_errors(failed))
+        for f in failed:
+            self._offsets.done(f.coordinates)
+            metrics.REQUESTS_FAILED.labels(reason=f.reason).inc()
+            c = f.coordinates
+            log.warning("request_dead_lettered", topic=c.topic, partition=c.partition,
+                        offset=c.offset, reason=f.reason, detail=f.detail)  # fmt: skip
+
+    def _record_errors(self, failed: list[Failed]) -> None:
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            records.record_errors(cur, failed)
+
+    def _done(self, digest: Digest) -> None:
+        for received in digest.received:
+            self._offsets.done(received.coordinates)
+        for coordinates in digest.duplicates:
+            self._offsets.done(coordinates)
+
+    # --- emails left unsent by a crash ------------------------------------------
+
+    def _sweep_when_due(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._settings.outbox_sweep_interval_s
+        try:
+            self.sweep_unsent()
+        except TransientError as exc:
+            log.warning("unsent_sweep_failed", error=exc.detail)
+
+    def sweep_unsent(self) -> int:
+        """Sends the emails recorded but never marked sent (a crash between send
+        and record) with their stored bytes; returns how many. Raises
+        TransientError when the database is unavailable."""
+        with records.transaction(self._engine) as conn, conn.cursor() as cur:
+            ids = records.unsent_ids(cur, self._settings.notify_sweep_min_age_s)
+            emails = [
+                records.load_email(cur, i, self._renderer.envelope_sender) for i in ids
+            ]
+        for stored in emails:
+            log.info("email_resending", message_id=stored.message_id,
+                     requests=len(stored.requests))  # fmt: skip
+            self._deliver(stored)
+        return len(emails)
+
+    def _idle_for(self, quiet_s: float, limit_s: float) -> bool:
+        if quiet_s < limit_s or not self._joined or self._grouper.pending():
+            return False
+        if self._offsets.committable():
+            return False
+        try:
+            with records.transaction(self._engine) as conn, conn.cursor() as cur:
+                unsent = records.count_unsent(cur)
+        except TransientError:
+            return False
+        if unsent:
+            self._next_sweep = 0.0
+        return unsent == 0
+
+    # --- offsets ---------------------------------------------------------------
+
+    def _commit(self) -> None:
+        positions = {
+            k: v for k, v in self._offsets.committable().items() if k in self._assigned
+        }
+        if positions:
+            self._retry("commit", lambda: self._commit_positions(positions))
+            self._offsets.committed(positions)
+
+    def _commit_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        try:
+            self._consumer.commit(
+                offsets=to_commit(positions, self._assigned), asynchronous=False
+            )
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in REVOKED_COMMIT_ERRORS:
+                log.warning("commit_skipped_revoked", error=error.str())
+                return
+            if error.retriable() or not error.fatal():
+                metrics.RETRIES.labels(stage="commit").inc()
+                raise TransientError("commit", error.str()) from exc
+            raise
+
+    # --- Kafka callbacks and helpers -------------------------------------------
+
+    def ping_database(self) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except DBAPIError:
+            return False
+
+    def _poll_timeout(self) -> float:
+        timeout = self._settings.batch_timeout_s
+        next_due = self._grouper.next_due()
+        if next_due is not None:
+            timeout = min(timeout, max(next_due - time.monotonic(), MIN_POLL_S))
+        return timeout
+
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        self._joined = True
+        self._health.joined()
+        added = {(p.topic, p.partition) for p in partitions}
+        self._assigned |= added
+        if self._retry.paused and partitions:
+            consumer.pause(partitions)
+        log.info("partitions_assigned", partitions=sorted(p for _, p in added),
+                 total=len(self._assigned))  # fmt: skip
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list) -> None:
+        removed = {(p.topic, p.partition) for p in partitions}
+        self._assigned -= removed
+        dropped = self._grouper.drop_partitions(removed)
+        self._offsets.forget(removed)
+        self._stash = [
+            m for m in self._stash if (m.topic(), m.partition()) in self._assigned
+        ]
+        log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
+                 total=len(self._assigned), requests_dropped=dropped)  # fmt: skip
+
+    def _set_paused(self, paused: bool) -> None:
+        assignment = self._consumer.assignment()
+        if assignment:
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+
+    def _poll_while_paused(self, seconds: float) -> None:
+        self._health.beat()
+        self._stash += [
+            m for m in self._consumer.consume(100, seconds) if self._usable(m)
+        ]
+
+    def _take_stash(self) -> list[Any]:
+        stash, self._stash = self._stash, []
+        return [m for m in stash if (m.topic(), m.partition()) in self._assigned]
+
+    def _usable(self, message: Any) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume_error", topic=message.topic(),
+                        partition=message.partition(), error=error.str())  # fmt: skip
+        return False
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("kafka_fatal_error", error=error.str())
+            self.request_stop()
+        elif error.str() != self._last_kafka_error:
+            self._last_kafka_error = error.str()
+            log.warning("kafka_error", error=error.str())
+
+
+def _failed(r: Received, reason: str, detail: str) -> Failed:
+    return Failed(
+        r.request.event_id, r.coordinates, r.key, r.payload, r.headers, reason, detail
+    )
+
+
+def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name and value:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _key_of(payload: bytes) -> bytes | None:
+    try:
+        return decode(payload).iactoken.encode("utf-8")
+    except PermanentFailure:
+        return None
