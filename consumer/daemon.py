@@ -21,26 +21,21 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg2
-from confluent_kafka import Consumer, KafkaError, KafkaException
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 
 from alarmd import logs, metrics
 from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import Settings
 from consumer.batch import Batch, decode_batch
-from consumer.commit import next_offsets, to_commit
-from consumer.retry import PausingRetry
+from consumer.commit import next_offsets
+from consumer.membership import GroupMember, Partitions
 from consumer.transaction import BatchWriter, WriteResult
 from db import outbox
-from db.engine import is_transient
+from db.connection import ping, translated_connection
 from producers.publisher import OutboxPublisher
 from schemas.decoding import Decoder
 
@@ -49,23 +44,6 @@ log = logs.get(__name__)
 SWEEP_BATCH_ROWS = 1000
 # Past the shutdown deadline the process is ended outright, this much later.
 WATCHDOG_GRACE_S = 5.0
-# Commit errors that mean "no longer yours": the partitions were revoked.
-REVOKED_COMMIT_ERRORS = {
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError._NO_OFFSET,
-}
-
-CONSUMER_DEFAULTS = {
-    "enable.auto.commit": "false",
-    "enable.auto.offset.store": "false",
-    "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "cooperative-sticky",
-    "isolation.level": "read_committed",
-    "session.timeout.ms": "45000",
-    "max.poll.interval.ms": "300000",
-}
 
 
 class Daemon:
@@ -85,34 +63,27 @@ class Daemon:
             {**settings.kafka_common(), "logger": logs.librdkafka_logger()},  # type: ignore[dict-item]
             settings.publish_timeout_s,
         )
-        self._consumer = Consumer(
+        self._member = GroupMember(
             {
-                **CONSUMER_DEFAULTS,
                 **settings.kafka_common(),
                 "group.id": settings.group_id,
                 "statistics.interval.ms": str(
                     int(settings.statistics_interval_s * 1000)
                 ),
                 "stats_cb": self._on_stats,
-                "error_cb": self._on_kafka_error,
                 "logger": logs.librdkafka_logger(),
-            }
+            },
+            health,
+            on_fatal=self.request_stop,
         )
-        self._assigned: set[tuple[str, int]] = set()
-        self._joined = False
         # Last message or assignment: idleness is measured from here.
         self._last_activity = time.monotonic()
-        self._stash: list[Any] = []
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
-        self._last_kafka_error = ""
         self._next_sweep = 0.0
-        self._retry = PausingRetry(
-            initial_s=settings.retry_initial_s,
-            max_s=settings.retry_max_s,
-            pause=lambda: self._set_paused(True),
-            resume=lambda: self._set_paused(False),
-            poll=self._poll_while_paused,
+        self._retry = self._member.pausing_retry(
+            settings.retry_initial_s,
+            settings.retry_max_s,
             give_up=lambda: (
                 self._stopping.is_set() and time.monotonic() > self._stop_deadline
             ),
@@ -138,11 +109,10 @@ class Daemon:
     def run(self, exit_when_idle_s: float | None = None) -> int:
         """Consumes until stopped (or idle for `exit_when_idle_s`); returns the
         process exit code."""
-        self._consumer.subscribe(
+        self._member.subscribe(
             [self._settings.input_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
         )
         log.info("started", topic=self._settings.input_topic, group=self._settings.group_id,
                  encoding=self._settings.input_encoding)  # fmt: skip
@@ -150,11 +120,9 @@ class Daemon:
         exit_code = 0
         try:
             while not self._stopping.is_set():
-                messages = self._take_stash() + self._consumer.consume(
+                messages = self._member.consume(
                     self._settings.batch_max_messages, self._settings.batch_timeout_s
                 )
-                self._health.beat()
-                messages = [m for m in messages if self._usable(m)]
                 if messages:
                     self._process(messages)
                     self._last_activity = time.monotonic()
@@ -174,7 +142,7 @@ class Daemon:
         return exit_code
 
     def _close(self) -> None:
-        self._consumer.close()
+        self._member.close()
         left = max(self._stop_deadline - time.monotonic(), 1.0)
         queued = self._publisher.close(min(left, self._settings.shutdown_deadline_s))
         log.info("stopped", producer_queue=queued)
@@ -202,7 +170,7 @@ class Daemon:
         self._retry("database", lambda: self._mark_published(published))
 
         offsets = next_offsets(messages)
-        self._retry("commit", lambda: self._commit(offsets))
+        self._retry("commit", lambda: self._member.commit(offsets))
         self._retry.resume_if_paused()
 
         self._account(result, len(messages), time.monotonic() - started, offsets)
@@ -224,21 +192,6 @@ class Daemon:
             with conn.cursor() as cur:
                 outbox.mark_published(cur, ids)
             conn.commit()
-
-    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        partitions = to_commit(offsets, self._assigned)
-        if not partitions:
-            return
-        try:
-            self._consumer.commit(offsets=partitions, asynchronous=False)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() in REVOKED_COMMIT_ERRORS:
-                log.warning("commit_skipped_revoked", error=error.str())
-                return
-            if error.retriable() or not error.fatal():
-                raise TransientError("commit", error.str()) from exc
-            raise
 
     def _account(
         self, result: WriteResult, consumed: int, duration_s: float, offsets
@@ -296,7 +249,7 @@ class Daemon:
         return swept
 
     def _idle_for(self, quiet_s: float, limit_s: float) -> bool:
-        if quiet_s < limit_s or not self._joined:
+        if quiet_s < limit_s or not self._member.joined:
             return False
         try:
             with self._database() as conn, conn.cursor() as cur:
@@ -311,71 +264,25 @@ class Daemon:
     # --- database access -----------------------------------------------------
 
     def _database(self):
-        return _translated_connection(self._engine)
+        return translated_connection(self._engine)
 
     def ping_database(self) -> bool:
-        try:
-            with self._engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except DBAPIError:
-            return False
+        return ping(self._engine)
 
     # --- Kafka callbacks and helpers -------------------------------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
-        self._joined = True
+    def _on_assigned(self, _added: Partitions) -> None:
         self._last_activity = time.monotonic()
-        self._health.joined()
-        added = {(p.topic, p.partition) for p in partitions}
-        self._assigned |= added
-        metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
-        if self._retry.paused and partitions:
-            consumer.pause(partitions)
-        log.info("partitions_assigned", partitions=sorted(p for _, p in added),
-                 total=len(self._assigned))  # fmt: skip
+        metrics.ASSIGNED_PARTITIONS.set(len(self._member.assigned))
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list) -> None:
-        removed = {(p.topic, p.partition) for p in partitions}
-        self._assigned -= removed
-        self._stash = [
-            m for m in self._stash if (m.topic(), m.partition()) in self._assigned
-        ]
+    def _on_revoked(self, removed: Partitions) -> None:
         for topic, partition in removed:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(topic, str(partition))
-        metrics.ASSIGNED_PARTITIONS.set(len(self._assigned))
-        log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
-                 total=len(self._assigned))  # fmt: skip
+        metrics.ASSIGNED_PARTITIONS.set(len(self._member.assigned))
 
     def _owns(self, coordinates) -> bool:
-        return (coordinates.topic, coordinates.partition) in self._assigned
-
-    def _set_paused(self, paused: bool) -> None:
-        assignment = self._consumer.assignment()
-        if assignment:
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
-
-    def _poll_while_paused(self, seconds: float) -> None:
-        # Partitions are paused, so this mostly serves heartbeats and rebalances;
-        # anything already fetched is kept for the next batch, in order.
-        self._health.beat()
-        self._stash += [
-            m for m in self._consumer.consume(100, seconds) if self._usable(m)
-        ]
-
-    def _take_stash(self) -> list[Any]:
-        stash, self._stash = self._stash, []
-        return [m for m in stash if (m.topic(), m.partition()) in self._assigned]
-
-    def _usable(self, message: Any) -> bool:
-        error = message.error()
-        if error is None:
-            return True
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume_error", topic=message.topic(),
-                        partition=message.partition(), error=error.str())  # fmt: skip
-        return False
+        return self._member.owns(coordinates.topic, coordinates.partition)
 
     def _on_stats(self, raw: str) -> None:
         stats = json.loads(raw)
@@ -386,49 +293,8 @@ class Daemon:
         )
         for number, data in partitions.items():
             key = (self._settings.input_topic, int(number))
-            if key in self._assigned and data.get("consumer_lag", -1) >= 0:
+            if key in self._member.assigned and data.get("consumer_lag", -1) >= 0:
                 metrics.CONSUMER_LAG.labels(key[0], number).set(data["consumer_lag"])
-
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            log.error("kafka_fatal_error", error=error.str())
-            self.request_stop()
-        elif error.str() != self._last_kafka_error:
-            self._last_kafka_error = error.str()
-            log.warning("kafka_error", error=error.str())
-
-
-@contextmanager
-def _translated_connection(engine: Engine) -> Iterator[Any]:
-    """A pooled psycopg2 connection whose unavailability errors become
-    TransientError. A broken connection is invalidated, never reused."""
-    try:
-        raw = engine.raw_connection()
-    except DBAPIError as exc:
-        raise TransientError("database", _describe(exc.orig)) from exc
-    except psycopg2.Error as exc:
-        # Engine.raw_connection() passes the pool's connect errors through as
-        # psycopg2's own, not wrapped in DBAPIError as Engine.connect() does.
-        if not is_transient(exc):
-            raise
-        raise TransientError("database", _describe(exc)) from exc
-    try:
-        yield raw
-    except psycopg2.Error as exc:
-        if is_transient(exc):
-            raw.invalidate()
-            raise TransientError("database", _describe(exc)) from exc
-        raw.rollback()
-        raise
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
-
-
-def _describe(exc: BaseException | None) -> str:
-    return " ".join(str(exc).split()) if exc else "unknown database error"
 
 
 def _downstream(settings: Settings):

@@ -9,19 +9,15 @@ unsent, and it is sent again with the same bytes and Message-ID.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-import psycopg2
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import Json, execute_values
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
-from alarmd.errors import TransientError
-from db.engine import is_transient
+from db.connection import translated_connection
 from notifier.render import Email
 from notifier.request import Coordinates, Received
 
@@ -56,32 +52,10 @@ class Failed:
     detail: str
 
 
-@contextlib.contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
+def transaction(engine: Engine) -> AbstractContextManager[Connection]:
     """A raw psycopg2 connection, committed on success. Unavailability errors
     become TransientError("database"); a broken connection is never reused."""
-    try:
-        raw = engine.raw_connection()
-    except DBAPIError as exc:
-        raise TransientError("database", _describe(exc.orig)) from exc
-    except psycopg2.Error as exc:
-        # raw_connection() passes the pool's connect errors through unwrapped.
-        if not is_transient(exc):
-            raise
-        raise TransientError("database", _describe(exc)) from exc
-    try:
-        yield raw  # type: ignore[misc]
-        raw.commit()
-    except Exception as exc:
-        if is_transient(exc):
-            raw.invalidate()
-            raise TransientError("database", _describe(exc)) from exc
-        with contextlib.suppress(Exception):
-            raw.rollback()
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            raw.close()
+    return translated_connection(engine, commit=True)
 
 
 def already_handled(cur: Cursor, event_ids: list[str]) -> set[str]:
@@ -220,7 +194,3 @@ def load_email(cur: Cursor, email_id: int, sender: str) -> StoredEmail:
 def _request_row(email_id: int, r: Received) -> tuple:
     c = r.coordinates
     return (r.request.event_id, email_id, r.payload, c.topic, c.partition, c.offset)
-
-
-def _describe(exc: BaseException | None) -> str:
-    return " ".join(str(exc).split()) if exc else "unknown database error"

@@ -21,17 +21,14 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 
 from alarmd import logs
 from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import Settings
-from consumer.commit import to_commit
-from consumer.daemon import CONSUMER_DEFAULTS, REVOKED_COMMIT_ERRORS
-from consumer.retry import PausingRetry
+from consumer.membership import GroupMember, Partitions
+from db.connection import ping
 from db.outbox import EVENT_ID_HEADER
 from notifier import metrics, records
 from notifier.dead_letter import DeadLetterPublisher
@@ -80,28 +77,18 @@ class NotifyWorker:
         self._dead_letters = DeadLetterPublisher(
             kafka, settings.notify_dead_letter_topic, settings.publish_timeout_s
         )
-        self._consumer = Consumer(
-            {
-                **CONSUMER_DEFAULTS,
-                **kafka,
-                "group.id": settings.notify_group_id,
-                "error_cb": self._on_kafka_error,
-            }
+        self._member = GroupMember(
+            {**kafka, "group.id": settings.notify_group_id},
+            health,
+            on_fatal=self.request_stop,
         )
         self._offsets = OffsetTracker()
-        self._assigned: set[tuple[str, int]] = set()
-        self._joined = False
-        self._stash: list[Any] = []
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
-        self._last_kafka_error = ""
         self._next_sweep = 0.0
-        self._retry = PausingRetry(
-            initial_s=settings.retry_initial_s,
-            max_s=settings.retry_max_s,
-            pause=lambda: self._set_paused(True),
-            resume=lambda: self._set_paused(False),
-            poll=self._poll_while_paused,
+        self._retry = self._member.pausing_retry(
+            settings.retry_initial_s,
+            settings.retry_max_s,
             give_up=lambda: (
                 self._stopping.is_set() and time.monotonic() > self._stop_deadline
             ),
@@ -128,12 +115,7 @@ class NotifyWorker:
             self._settings.topic_partitions, self._settings.topic_replication_factor
         )
         topic = self._settings.notification_topic
-        self._consumer.subscribe(
-            [topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        self._member.subscribe([topic], on_revoked=self._on_revoked)
         log.info("started", topic=topic, group=self._settings.notify_group_id,
                  group_by=self._grouper.fields,
                  group_wait_s=self._settings.notify_group_wait_s,
@@ -142,11 +124,9 @@ class NotifyWorker:
         exit_code = 0
         try:
             while not self._stopping.is_set():
-                messages = self._take_stash() + self._consumer.consume(
+                messages = self._member.consume(
                     self._settings.batch_max_messages, self._poll_timeout()
                 )
-                self._health.beat()
-                messages = [m for m in messages if self._usable(m)]
                 if messages:
                     self._receive(messages)
                     last_message_at = time.monotonic()
@@ -165,7 +145,7 @@ class NotifyWorker:
             log.error("shutdown_deadline_exceeded", stage=exc.stage, error=exc.detail)
             exit_code = 1
         finally:
-            self._consumer.close()
+            self._member.close()
             self._dead_letters.close(5.0)
             log.info("stopped", pending=self._grouper.pending())
         return exit_code
@@ -346,7 +326,7 @@ class NotifyWorker:
         return len(emails)
 
     def _idle_for(self, quiet_s: float, limit_s: float) -> bool:
-        if quiet_s < limit_s or not self._joined or self._grouper.pending():
+        if quiet_s < limit_s or not self._member.joined or self._grouper.pending():
             return False
         if self._offsets.committable():
             return False
@@ -363,7 +343,9 @@ class NotifyWorker:
 
     def _commit(self) -> None:
         positions = {
-            k: v for k, v in self._offsets.committable().items() if k in self._assigned
+            k: v
+            for k, v in self._offsets.committable().items()
+            if k in self._member.assigned
         }
         if positions:
             self._retry("commit", lambda: self._commit_positions(positions))
@@ -371,28 +353,15 @@ class NotifyWorker:
 
     def _commit_positions(self, positions: dict[tuple[str, int], int]) -> None:
         try:
-            self._consumer.commit(
-                offsets=to_commit(positions, self._assigned), asynchronous=False
-            )
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() in REVOKED_COMMIT_ERRORS:
-                log.warning("commit_skipped_revoked", error=error.str())
-                return
-            if error.retriable() or not error.fatal():
-                metrics.RETRIES.labels(stage="commit").inc()
-                raise TransientError("commit", error.str()) from exc
+            self._member.commit(positions)
+        except TransientError:
+            metrics.RETRIES.labels(stage="commit").inc()
             raise
 
     # --- Kafka callbacks and helpers -------------------------------------------
 
     def ping_database(self) -> bool:
-        try:
-            with self._engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except DBAPIError:
-            return False
+        return ping(self._engine)
 
     def _poll_timeout(self) -> float:
         timeout = self._settings.batch_timeout_s
@@ -401,58 +370,10 @@ class NotifyWorker:
             timeout = min(timeout, max(next_due - time.monotonic(), MIN_POLL_S))
         return timeout
 
-    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
-        self._joined = True
-        self._health.joined()
-        added = {(p.topic, p.partition) for p in partitions}
-        self._assigned |= added
-        if self._retry.paused and partitions:
-            consumer.pause(partitions)
-        log.info("partitions_assigned", partitions=sorted(p for _, p in added),
-                 total=len(self._assigned))  # fmt: skip
-
-    def _on_revoke(self, _consumer: Consumer, partitions: list) -> None:
-        removed = {(p.topic, p.partition) for p in partitions}
-        self._assigned -= removed
+    def _on_revoked(self, removed: Partitions) -> dict[str, Any]:
         dropped = self._grouper.drop_partitions(removed)
         self._offsets.forget(removed)
-        self._stash = [
-            m for m in self._stash if (m.topic(), m.partition()) in self._assigned
-        ]
-        log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
-                 total=len(self._assigned), requests_dropped=dropped)  # fmt: skip
-
-    def _set_paused(self, paused: bool) -> None:
-        assignment = self._consumer.assignment()
-        if assignment:
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
-
-    def _poll_while_paused(self, seconds: float) -> None:
-        self._health.beat()
-        self._stash += [
-            m for m in self._consumer.consume(100, seconds) if self._usable(m)
-        ]
-
-    def _take_stash(self) -> list[Any]:
-        stash, self._stash = self._stash, []
-        return [m for m in stash if (m.topic(), m.partition()) in self._assigned]
-
-    def _usable(self, message: Any) -> bool:
-        error = message.error()
-        if error is None:
-            return True
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume_error", topic=message.topic(),
-                        partition=message.partition(), error=error.str())  # fmt: skip
-        return False
-
-    def _on_kafka_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            log.error("kafka_fatal_error", error=error.str())
-            self.request_stop()
-        elif error.str() != self._last_kafka_error:
-            self._last_kafka_error = error.str()
-            log.warning("kafka_error", error=error.str())
+        return {"requests_dropped": dropped}
 
 
 def _failed(r: Received, reason: str, detail: str) -> Failed:

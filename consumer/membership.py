@@ -1,0 +1,200 @@
+"""A consumer-group member: the Kafka consumer of one worker, the partitions it
+owns, pausing and resuming them, and the messages fetched while paused.
+
+The daemon and the email sidecar each hold one. Everything here runs on the
+poll loop's thread; the rebalance callbacks run inside `consume`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException
+
+from alarmd import logs
+from alarmd.errors import TransientError
+from alarmd.health import Health
+from consumer.commit import to_commit
+from consumer.retry import PausingRetry
+
+log = logs.get(__name__)
+
+# Most messages one poll fetches while partitions are paused.
+PAUSED_POLL_MESSAGES = 100
+# Commit errors that mean "no longer yours": the partitions were revoked.
+REVOKED_COMMIT_ERRORS = {
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._NO_OFFSET,
+}
+
+CONSUMER_DEFAULTS = {
+    "enable.auto.commit": "false",
+    "enable.auto.offset.store": "false",
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "isolation.level": "read_committed",
+    "session.timeout.ms": "45000",
+    "max.poll.interval.ms": "300000",
+}
+
+Partitions = set[tuple[str, int]]
+# Called with the partitions just assigned or revoked, after the member's own
+# bookkeeping; may return extra fields for the lifecycle log line.
+RebalanceHook = Callable[[Partitions], dict[str, Any] | None]
+
+
+class GroupMember:
+    """One member of a consumer group, with manual offset commits.
+
+    `config` is librdkafka configuration on top of CONSUMER_DEFAULTS (group.id
+    included); the member adds its own error callback. `on_fatal` is called
+    when librdkafka reports a fatal error.
+    """
+
+    def __init__(
+        self, config: dict[str, Any], health: Health, on_fatal: Callable[[], None]
+    ) -> None:
+        self._health = health
+        self._on_fatal = on_fatal
+        self._consumer = Consumer(
+            {**CONSUMER_DEFAULTS, **config, "error_cb": self._on_kafka_error}
+        )
+        self.assigned: Partitions = set()
+        self.joined = False
+        self._paused = False
+        self._stash: list[Any] = []
+        self._last_kafka_error = ""
+        self._on_assigned: RebalanceHook | None = None
+        self._on_revoked: RebalanceHook | None = None
+
+    def subscribe(
+        self,
+        topics: list[str],
+        on_assigned: RebalanceHook | None = None,
+        on_revoked: RebalanceHook | None = None,
+    ) -> None:
+        self._on_assigned, self._on_revoked = on_assigned, on_revoked
+        self._consumer.subscribe(
+            topics,
+            on_assign=self._assign,
+            on_revoke=self._revoke,
+            on_lost=self._revoke,
+        )
+
+    def pausing_retry(
+        self, initial_s: float, max_s: float, give_up: Callable[[], bool]
+    ) -> PausingRetry:
+        """A retry that pauses this member's assignment while it waits and keeps
+        polling, so the member stays in its group."""
+        return PausingRetry(
+            initial_s=initial_s,
+            max_s=max_s,
+            pause=lambda: self.set_paused(True),
+            resume=lambda: self.set_paused(False),
+            poll=self.poll_while_paused,
+            give_up=give_up,
+        )
+
+    def owns(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self.assigned
+
+    # --- fetching --------------------------------------------------------------
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Any]:
+        """The messages stashed while paused, then up to `max_messages` fetched
+        within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
+        health probe."""
+        messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
+        self._health.beat()
+        return [m for m in messages if self._usable(m)]
+
+    def set_paused(self, paused: bool) -> None:
+        """Pauses or resumes the whole current assignment; partitions assigned
+        while paused start paused."""
+        self._paused = paused
+        assignment = self._consumer.assignment()
+        if assignment:
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+
+    def poll_while_paused(self, seconds: float) -> None:
+        """Serves heartbeats and rebalances for up to `seconds`; anything already
+        fetched is kept for the next `consume`, in order."""
+        self._health.beat()
+        self._stash += [
+            m
+            for m in self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
+            if self._usable(m)
+        ]
+
+    def _take_stash(self) -> list[Any]:
+        stash, self._stash = self._stash, []
+        return [m for m in stash if (m.topic(), m.partition()) in self.assigned]
+
+    def _usable(self, message: Any) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume_error", topic=message.topic(),
+                        partition=message.partition(), error=error.str())  # fmt: skip
+        return False
+
+    # --- offsets and closing -----------------------------------------------------
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commits these next offsets synchronously, for partitions still
+        assigned. Blocks. A commit refused because the partitions were revoked
+        is skipped with a warning; raises TransientError when it may succeed
+        later, KafkaException when it never will."""
+        partitions = to_commit(offsets, self.assigned)
+        if not partitions:
+            return
+        try:
+            self._consumer.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() in REVOKED_COMMIT_ERRORS:
+                log.warning("commit_skipped_revoked", error=error.str())
+                return
+            if error.retriable() or not error.fatal():
+                raise TransientError("commit", error.str()) from exc
+            raise
+
+    def close(self) -> None:
+        """Leaves the group. Blocks until the consumer is closed."""
+        self._consumer.close()
+
+    # --- Kafka callbacks ---------------------------------------------------------
+
+    def _assign(self, consumer: Consumer, partitions: list) -> None:
+        self.joined = True
+        self._health.joined()
+        added = {(p.topic, p.partition) for p in partitions}
+        self.assigned |= added
+        if self._paused and partitions:
+            consumer.pause(partitions)
+        extra = (self._on_assigned(added) if self._on_assigned else None) or {}
+        log.info("partitions_assigned", partitions=sorted(p for _, p in added),
+                 total=len(self.assigned), **extra)  # fmt: skip
+
+    def _revoke(self, _consumer: Consumer, partitions: list) -> None:
+        removed = {(p.topic, p.partition) for p in partitions}
+        self.assigned -= removed
+        self._stash = [
+            m for m in self._stash if (m.topic(), m.partition()) in self.assigned
+        ]
+        extra = (self._on_revoked(removed) if self._on_revoked else None) or {}
+        log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
+                 total=len(self.assigned), **extra)  # fmt: skip
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        # Warn again only when the error text changes: librdkafka repeats itself.
+        if error.fatal():
+            log.error("kafka_fatal_error", error=error.str())
+            self._on_fatal()
+        elif error.str() != self._last_kafka_error:
+            self._last_kafka_error = error.str()
+            log.warning("kafka_error", error=error.str())
