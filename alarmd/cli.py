@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from alarmd import __version__, logs, metrics
 from alarmd.errors import ConfigurationError
-from alarmd.settings import Settings, load_settings
+from alarmd.settings import Settings, describe_settings_error, load_settings
 
 log = logs.get("alarmd")
 
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
     except (ValidationError, ConfigurationError, ValueError) as exc:
-        print(f"alarmd: the settings are not usable: {exc}", file=sys.stderr)
+        print(f"alarmd: the settings are not usable: {describe_settings_error(exc)}",
+              file=sys.stderr)  # fmt: skip
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
@@ -33,6 +34,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        sentence = _explain(exc, settings)
+        if sentence is None:
+            raise
+        print(f"alarmd: {sentence}", file=sys.stderr)
+        return 1
+
+
+def _explain(exc: Exception, settings: Settings) -> str | None:
+    """One sentence saying what to fix, for the failures an operator can fix;
+    None for anything else, which is a bug and keeps its traceback."""
+    import errno
+
+    import psycopg2
+    from confluent_kafka import KafkaException
+    from sqlalchemy.exc import DBAPIError
+
+    from alarmd.errors import TransientError
+    from alarmd.settings import mask_url
+
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    database = mask_url(settings.database_url.get_secret_value())
+    if isinstance(original, psycopg2.errors.UndefinedTable):
+        return (
+            f"the database {database} has no alarmd tables "
+            f"({_first_line(original)}); run `alarmd migrate` first"
+        )
+    if isinstance(original, psycopg2.OperationalError):
+        return (
+            f"cannot reach PostgreSQL at {database} ({_first_line(original)}); "
+            "check ALARMD_DATABASE_URL and that the server is up"
+        )
+    if isinstance(exc, KafkaException):
+        return (
+            f"Kafka at {settings.kafka_bootstrap_servers} failed: {exc.args[0].str()}; "
+            "check ALARMD_KAFKA_BOOTSTRAP_SERVERS, ALARMD_KAFKA_PROPERTIES and that "
+            "the brokers are up"
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen for HTTP: {exc.strerror}; choose a free port with "
+            "ALARMD_HTTP_PORT (or ALARMD_NOTIFY_HTTP_PORT for the sidecar), or 0"
+        )
+    if isinstance(exc, TransientError):
+        return f"{exc.stage} unavailable: {exc.detail}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,3 +204,28 @@ def load_settings(**overrides: Any) -> Settings:
             "point it at a dotenv file of ALARMD_* settings or unset it"
         )
     return Settings(_env_file=config_file, **overrides)  # type: ignore[call-arg]
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """The settings error in terms of the variables an operator sets."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{_variable(str(error['loc'][0]))}: {error['msg']}"
+            if error["loc"]
+            else error["msg"]
+            for error in exc.errors(include_url=False)
+        )
+    text = str(exc)
+    match = re.search(r'error parsing value for field "(\w+)"', text)
+    if match:
+        return (
+            f"{_variable(match.group(1))} must be JSON "
+            f'(a list such as ["A","B"] or an object such as {{"k":"v"}})'
+        )
+    return text
+
+
+def _variable(field: str) -> str:
+    return f"ALARMD_{field.upper()}"

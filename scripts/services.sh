@@ -30,14 +30,28 @@ die() { log "$*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# Waits until `port` listens; fails at once when process `pid` (if given) dies.
 wait_for_port() {
-  local port=$1 what=$2 logfile=$3
+  local port=$1 what=$2 logfile=$3 pid=${4:-}
   for _ in $(seq 1 120); do
+    if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 40 "$logfile" >&2 || true
+      die "$what exited while starting; its log is $logfile (last lines above)"
+    fi
     port_open "$port" && return 0
     sleep 0.5
   done
   tail -n 40 "$logfile" >&2 || true
   die "$what did not listen on 127.0.0.1:$port within 60 s; its log is $logfile"
+}
+
+# A port that answers although our service is not running belongs to someone
+# else: using it would silently point alarmd at another team's server.
+refuse_taken_port() {
+  local port=$1 what=$2 variable=$3
+  if port_open "$port"; then
+    die "port $port is already in use by another process, so the local $what cannot listen there; choose a free port with $variable=<port>"
+  fi
 }
 
 # --- PostgreSQL ---------------------------------------------------------------
@@ -53,6 +67,7 @@ pg_up() {
   if run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
     log "PostgreSQL already running on port $PG_PORT"
   else
+    refuse_taken_port "$PG_PORT" PostgreSQL ALARMD_LOCAL_PG_PORT
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOCAL/postgres/server.log" -w -t 60 \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $LOCAL/postgres -c max_connections=200 -c fsync=on" start >/dev/null
@@ -142,12 +157,14 @@ PROPS
     kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 \
       || { cat "$KAFKA_DIR/format.log" >&2; die "formatting Kafka storage failed"; }
   fi
+  refuse_taken_port "$KAFKA_PORT" Kafka ALARMD_LOCAL_KAFKA_PORT
+  refuse_taken_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" ALARMD_LOCAL_KAFKA_PORT
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/stdout.log" 2>&1 &
   echo $! >"$KAFKA_DIR/kafka.pid"
-  wait_for_port "$KAFKA_PORT" Kafka "$KAFKA_DIR/server.log"
+  wait_for_port "$KAFKA_PORT" Kafka "$KAFKA_DIR/server.log" "$(cat "$KAFKA_DIR/kafka.pid")"
 }
 
 kafka_down() {
