@@ -21,12 +21,13 @@ NOTIFY_DEMO_ENV = ALARMD_SMTP_PORT=$(SMTP_SINK_PORT) ALARMD_SMTP_SECURITY=none \
 WITH_SERVICES = set -a; . .local/services.env; set +a;
 
 .PHONY: help install services-up services-down services-reset demo test test-unit \
-        test-integration lint clean
+        test-integration helm helm-test lint clean
 
 help:
 	@echo "make demo        run the daemon and the email sidecar on $(DATA), print the status"
 	@echo "make test        unit and integration tests (starts Kafka and PostgreSQL)"
 	@echo "make services-up / services-down / services-reset"
+	@echo "make helm-test   the chart and Dockerfile tier (tests/helm; builds the pinned helm)"
 	@echo "make lint        ruff and mypy"
 
 $(BIN)/alarmd: pyproject.toml
@@ -70,6 +71,13 @@ test-unit: install
 
 test-integration: install services-up
 	$(WITH_SERVICES) $(BIN)/pytest -q tests/integration
+
+# The pinned helm, built from the Go module proxy into .cache/ when missing.
+helm:
+	scripts/helm.sh
+
+helm-test: install helm services-up
+	$(WITH_SERVICES) $(BIN)/pytest -q tests/helm
 
 lint: install
 	$(BIN)/ruff check .
