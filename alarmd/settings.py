@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     notify_template_dir: Path | None = Field(
         None, description="Operator templates; files here win over templates/."
     )
+    notify_route_template_dirs: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Templates per route (a group key as its values joined by '/', "
+        "or a customer): files there win over notify_template_dir, then templates/.",
+    )
     notify_from: str = "alarmd <alarmd@localhost>"
     notify_recipients: list[str] = Field(
         default_factory=lambda: ["noc@localhost"],
@@ -122,7 +127,16 @@ class Settings(BaseSettings):
     )
     notify_routes: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="Recipients per customer, as a JSON object of lists.",
+        description="Recipients per route (a group key as its values joined by "
+        "'/', or a customer), as a JSON object of lists.",
+    )
+    notify_webhooks: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Webhook URL per route: the digest is also posted there as "
+        "JSON. A secret: such URLs often carry a token.",
+    )
+    notify_webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Connect and read timeout of one webhook post."
     )
     notify_message_id_domain: str = "alarmd.local"
     notify_sweep_min_age_s: float = Field(
@@ -170,6 +184,10 @@ class Settings(BaseSettings):
     def all_topics(self) -> list[str]:
         return [self.input_topic, *self.downstream_topics(), self.dead_letter_topic]
 
+    def sidecar_topics(self) -> list[str]:
+        """Topics the email sidecar writes: its dead-letter topic."""
+        return [self.notify_dead_letter_topic]
+
     def masked(self) -> dict[str, Any]:
         """The effective settings with every secret replaced by asterisks."""
         shown = self.model_dump(mode="json")
@@ -178,6 +196,7 @@ class Settings(BaseSettings):
             k: ("********" if any(w in k.lower() for w in SECRET_PROPERTY_WORDS) else v)
             for k, v in self.kafka_properties.items()
         }
+        shown["notify_webhooks"] = {k: "********" for k in self.notify_webhooks}
         if self.smtp_password is not None:
             shown["smtp_password"] = "********"
         return shown

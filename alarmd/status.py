@@ -44,5 +44,7 @@ def status(settings: Settings, engine: Engine) -> dict[str, Any]:
                 .where(NotificationEmail.sent_at.is_not(None))
             ),
         }
-    counts["topics"] = count_records(settings, settings.all_topics())
+    counts["topics"] = count_records(
+        settings, [*settings.all_topics(), *settings.sidecar_topics()]
+    )
     return counts

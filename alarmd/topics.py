@@ -26,11 +26,12 @@ def create_topics(settings: Settings) -> dict[str, str]:
             replication_factor=settings.topic_replication_factor,
             config=(
                 {"max.message.bytes": DEAD_LETTER_MAX_MESSAGE_BYTES}
-                if topic == settings.dead_letter_topic
+                if topic
+                in (settings.dead_letter_topic, settings.notify_dead_letter_topic)
                 else {}
             ),
         )
-        for topic in settings.all_topics()
+        for topic in [*settings.all_topics(), *settings.sidecar_topics()]
     ]
     outcome: dict[str, str] = {}
     for topic, future in admin.create_topics(

@@ -4,7 +4,8 @@
   delivered as it is. Its requests go to `notification.dlq` with the reason and
   an error row is stored.
 - `alarmd.errors.TransientError` (stage "smtp"): the server is unreachable or
-  answered 4xx. The email is retried with backoff; nothing is dead-lettered.
+  answered 4xx, or (stage "webhook") the webhook is unreachable or answered
+  5xx. The step is retried with backoff; nothing is dead-lettered.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class FailureReason(enum.StrEnum):
     INVALID_ADDRESS = "invalid_address"
     RECIPIENT_REFUSED = "recipient_refused"
     MESSAGE_REFUSED = "message_refused"
+    WEBHOOK_REFUSED = "webhook_refused"
 
 
 class PermanentFailure(AlarmdError):

@@ -59,7 +59,7 @@ PENDING = Gauge(
     namespace=NAMESPACE,
 )
 
-STAGES = ("smtp", "database", "dead_letter", "commit")
+STAGES = ("smtp", "webhook", "database", "dead_letter", "commit")
 
 
 def prime() -> None:

@@ -8,6 +8,7 @@ of hex digits. HTML is autoescaped, so alarm text arrives as text.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -27,7 +28,14 @@ from notifier.errors import FailureReason, PermanentFailure
 from notifier.grouping import Digest
 from notifier.request import NotificationRequest
 
-BUILTIN_TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates"
+# Installed from a wheel, templates/ sits inside the package (pyproject's
+# package-dir); in a checkout or an editable install it is the top-level folder.
+_PACKAGED_TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+BUILTIN_TEMPLATE_DIR = (
+    _PACKAGED_TEMPLATE_DIR
+    if _PACKAGED_TEMPLATE_DIR.is_dir()
+    else Path(__file__).resolve().parents[1] / "templates"
+)
 SUBJECT_TEMPLATE = "subject.txt.j2"
 TEXT_TEMPLATE = "body.txt.j2"
 HTML_TEMPLATE = "body.html.j2"
@@ -67,10 +75,16 @@ class Renderer:
         message_id_domain: str,
         max_rows: int,
         field_max_chars: int,
+        route_template_dir: Path | None = None,
     ) -> None:
-        """Compiles the templates; raises ConfigurationError when one is missing or
-        does not parse, or when the sender is not an address."""
-        dirs = [str(d) for d in (template_dir, BUILTIN_TEMPLATE_DIR) if d is not None]
+        """Compiles the templates, each from the first of `route_template_dir`,
+        `template_dir` and templates/ that has it; raises ConfigurationError when
+        one is missing or does not parse, or when the sender is not an address."""
+        dirs = [
+            str(d)
+            for d in (route_template_dir, template_dir, BUILTIN_TEMPLATE_DIR)
+            if d is not None
+        ]
         loader = jinja2.FileSystemLoader(dirs)
         text_env = jinja2.Environment(
             loader=loader, autoescape=False, undefined=jinja2.StrictUndefined
@@ -133,6 +147,24 @@ class Renderer:
         message.set_content(text)
         message.add_alternative(html, subtype="html")
         return Email(message_id, subject, self._sender, to, message.as_bytes())
+
+    def payload(self, digest: Digest, email: Email) -> dict:
+        """The digest as the JSON a webhook receives: the email's subject and
+        Message-ID, the group, and the same rows as the email's table."""
+        requests = sorted(
+            (r.request for r in digest.received), key=lambda r: r.event_time
+        )
+        context = self._context(digest, requests)
+        return {
+            "message_id": email.message_id,
+            "subject": email.subject,
+            "group": context["group"],
+            "customer": context["customer"],
+            "nodegroups": context["nodegroups"],
+            "total": context["total"],
+            "more": context["more"],
+            "alarms": [dataclasses.asdict(row) for row in context["alarms"]],
+        }
 
     def _context(self, digest: Digest, requests: list[NotificationRequest]) -> dict:
         shown = [self._row(r) for r in requests[: self._max_rows]]

@@ -3,7 +3,9 @@ commit.
 
 For every digest whose time has come, in this order:
 
-1. render it (a template or address error dead-letters its requests);
+1. render it (a template or address error dead-letters its requests), and
+   where its route has a webhook, post the digest there as JSON (a refusal
+   dead-letters its requests and no email is sent);
 2. one transaction: record the email, unsent, with its bytes and its requests;
 3. lock the email row, send it over SMTP, mark it sent, commit;
 4. commit the offsets that no unrecorded request holds back.
@@ -38,7 +40,9 @@ from notifier.offsets import OffsetTracker
 from notifier.records import Failed, StoredEmail
 from notifier.render import Renderer
 from notifier.request import Coordinates, Received, decode
+from notifier.routes import lookup, route_of
 from notifier.smtp import SmtpSender
+from notifier.webhook import WebhookSender
 
 log = logs.get(__name__)
 
@@ -55,13 +59,13 @@ class NotifyWorker:
             settings.notify_group_wait_s,
             settings.notify_group_interval_s,
         )
-        self._renderer = Renderer(
-            settings.notify_template_dir,
-            settings.notify_from,
-            settings.notify_message_id_domain,
-            settings.notify_max_alarms_per_email,
-            settings.notify_field_max_chars,
-        )
+        self._renderer = self._make_renderer(None)
+        # Compiled once each, at start-up, like the global templates.
+        self._route_renderers = {
+            route: self._make_renderer(folder)
+            for route, folder in settings.notify_route_template_dirs.items()
+        }
+        self._webhook = WebhookSender(settings.notify_webhook_timeout_s)
         self._smtp = SmtpSender(
             settings.smtp_host,
             settings.smtp_port,
@@ -92,6 +96,16 @@ class NotifyWorker:
             give_up=lambda: (
                 self._stopping.is_set() and time.monotonic() > self._stop_deadline
             ),
+        )
+
+    def _make_renderer(self, route_template_dir) -> Renderer:
+        return Renderer(
+            self._settings.notify_template_dir,
+            self._settings.notify_from,
+            self._settings.notify_message_id_domain,
+            self._settings.notify_max_alarms_per_email,
+            self._settings.notify_field_max_chars,
+            route_template_dir=route_template_dir,
         )
 
     # --- lifecycle -------------------------------------------------------------
@@ -147,6 +161,7 @@ class NotifyWorker:
         finally:
             self._member.close()
             self._dead_letters.close(5.0)
+            self._webhook.close()
             log.info("stopped", pending=self._grouper.pending())
         return exit_code
 
@@ -190,12 +205,13 @@ class NotifyWorker:
     # --- sending ---------------------------------------------------------------
 
     def _send(self, digest: Digest) -> None:
-        first = digest.received[0].request
-        recipients = self._settings.notify_routes.get(
-            first.customer, self._settings.notify_recipients
+        recipients = lookup(
+            self._settings.notify_routes, digest, self._settings.notify_recipients
         )
+        renderer = lookup(self._route_renderers, digest, self._renderer)
         try:
-            email = self._renderer.render(digest, recipients)
+            email = renderer.render(digest, recipients)
+            self._post_webhook(renderer, digest, email)
         except PermanentFailure as exc:
             metrics.EMAILS_FAILED.labels(reason=exc.reason.value).inc()
             self._dead_letter(
@@ -208,6 +224,27 @@ class NotifyWorker:
         self._deliver(stored)
         metrics.GROUP_WAIT.observe(time.monotonic() - digest.opened_at)
         self._done(digest)
+
+    def _post_webhook(self, renderer: Renderer, digest: Digest, email) -> None:
+        """Posts the digest where its route has a webhook; blocks while retrying.
+        Before the email is recorded, so a crash posts it again, with the same
+        Idempotency-Key (the Message-ID)."""
+        route = route_of(self._settings.notify_webhooks, digest)
+        if route is None:
+            return
+        url = self._settings.notify_webhooks[route].get_secret_value()
+        payload = renderer.payload(digest, email)
+
+        def post() -> None:
+            try:
+                self._webhook.post(route, url, payload, email.message_id)
+            except TransientError:
+                metrics.RETRIES.labels(stage="webhook").inc()
+                raise
+
+        self._retry("webhook", post)
+        log.info("webhook_posted", route=route, message_id=email.message_id,
+                 requests=len(digest.received))  # fmt: skip
 
     def _record(self, email, digest: Digest) -> StoredEmail:
         with records.transaction(self._engine) as conn, conn.cursor() as cur:

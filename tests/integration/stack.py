@@ -110,6 +110,8 @@ class StackTopics:
     iac1: str
     notification: str
     dead_letter: str
+    # The sidecar's, which `alarmd topics create` makes too; not in all().
+    notify_dead_letter: str
 
     @classmethod
     def for_suffix(cls, suffix: str) -> StackTopics:
@@ -119,6 +121,7 @@ class StackTopics:
             iac1=f"iac1-{suffix}",
             notification=f"notification-{suffix}",
             dead_letter=f"alarms-{suffix}.dlq",
+            notify_dead_letter=f"notification-{suffix}.dlq",
         )
 
     def all(self) -> list[str]:
@@ -175,7 +178,9 @@ class Stack:
         kafka = AdminClient(
             {"bootstrap.servers": self.services.kafka_bootstrap_servers}
         )
-        for future in kafka.delete_topics(self.topics.all()).values():
+        for future in kafka.delete_topics(
+            [*self.topics.all(), self.topics.notify_dead_letter]
+        ).values():
             try:
                 future.result(timeout=ADMIN_TIMEOUT_S)
             except KafkaException as exc:
@@ -197,6 +202,7 @@ class Stack:
             iac1_topic=self.topics.iac1,
             notification_topic=self.topics.notification,
             dead_letter_topic=self.topics.dead_letter,
+            notify_dead_letter_topic=self.topics.notify_dead_letter,
             group_id=self.group_id,
         )
 

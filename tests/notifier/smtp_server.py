@@ -17,7 +17,7 @@ from email.parser import BytesParser
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -88,6 +88,10 @@ class RecordingHandler:
     # SIGKILL this process on the first DATA, keep the message, then reply 250:
     # the server accepted it, the client never learnt so.
     kill_on_data: int | None = None
+    # Drop the connection this many times in the middle of DATA, after the 354
+    # and the first line of the message, before its end.
+    disconnects_mid_data: int = 0
+    dropped_mid_data: int = 0
 
     async def handle_RCPT(self, _server, _session, envelope, address, _options):  # noqa: N802
         if address.split("@")[0] == REFUSED_LOCAL_PART:
@@ -113,6 +117,27 @@ class RecordingHandler:
     def messages(self) -> list[Received]:
         with self.lock:
             return list(self.received)
+
+
+class DisconnectingSmtp(SMTP):
+    """aiosmtpd's server, which drops the connection mid-DATA when its handler
+    asks for it."""
+
+    async def smtp_DATA(self, arg):  # noqa: N802
+        handler = self.event_handler
+        ready = self.envelope is not None and self.envelope.rcpt_tos and not arg
+        if not ready or handler.disconnects_mid_data <= 0:
+            return await super().smtp_DATA(arg)
+        handler.disconnects_mid_data -= 1
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readuntil(b"\r\n")
+        handler.dropped_mid_data += 1
+        self.transport.close()
+
+
+class DisconnectingController(Controller):
+    def factory(self):
+        return DisconnectingSmtp(self.handler, **self.SMTP_kwargs)
 
 
 def _authenticate(_server, _session, _envelope, mechanism, auth_data) -> AuthResult:
@@ -143,7 +168,7 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     def start(self) -> None:
-        self._controller = Controller(
+        self._controller = DisconnectingController(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,

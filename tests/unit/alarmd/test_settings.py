@@ -207,3 +207,15 @@ def test_topics_named_in_settings_are_all_listed(monkeypatch):
         "mail",
         "alarms.dlq",
     ]
+
+
+def test_sidecar_topics_are_its_dead_letter_topic():
+    """`alarmd topics create` and `status` add the sidecar's notification.dlq."""
+    assert Settings().sidecar_topics() == ["notification.dlq"]
+
+
+def test_webhook_urls_are_masked(monkeypatch):
+    monkeypatch.setenv("ALARMD_NOTIFY_WEBHOOKS", '{"a": "https://h/t0ken"}')
+    shown = Settings().masked()
+    assert shown["notify_webhooks"] == {"a": "********"}
+    assert "t0ken" not in repr(Settings())
