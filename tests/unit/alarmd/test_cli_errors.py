@@ -72,7 +72,7 @@ def test_a_kafka_failure_names_the_bootstrap_servers():
     )
     sentence = _explain(error, _settings())
     assert sentence is not None
-    assert "127.0.0.1:9092" in sentence and "ALARMD_KAFKA_BOOTSTRAP_SERVERS" in sentence
+    assert "broker-1:9092" in sentence and "ALARMD_KAFKA_BOOTSTRAP_SERVERS" in sentence
 
 
 def test_a_taken_http_port_names_the_port_setting():
