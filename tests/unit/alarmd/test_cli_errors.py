@@ -17,7 +17,8 @@ SECRET = "s3cr3t-pw"
 
 def _settings() -> Settings:
     return Settings(
-        database_url=f"postgresql+psycopg2://alarmd:{SECRET}@db:5432/alarmd"
+        database_url=f"postgresql+psycopg2://alarmd:{SECRET}@db:5432/alarmd",
+        kafka_bootstrap_servers="broker-1:9092",
     )
 
 
