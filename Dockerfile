@@ -23,13 +23,8 @@ COPY notifier/ notifier/
 COPY producers/ producers/
 COPY schemas/ schemas/
 COPY templates/ templates/
+# templates/ is installed as the package data notifier/templates.
 RUN /opt/alarmd/bin/pip install --no-cache-dir --no-compile .
-
-# XXX: notifier/render.py finds its built-in templates beside the packages
-# (parents[1] / "templates"), and pyproject.toml does not ship them as package
-# data, so they are copied into site-packages here.
-# TODO: drop this copy once the templates are package data of `notifier`.
-COPY templates/ /opt/alarmd/lib/python3.11/site-packages/templates/
 
 # --- final: the slim base, the virtualenv, a non-root user; no compilers -------
 FROM ${PYTHON_IMAGE}
