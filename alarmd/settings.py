@@ -203,11 +203,18 @@ class Settings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password, if any, replaced by asterisks."""
+    """The URL with its password, if any, replaced by asterisks: in the
+    user:password part and in query parameters such as ?password=."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        hidden = {
+            key: "***"
+            for key in parsed.query
+            if any(word in key.lower() for word in SECRET_PROPERTY_WORDS)
+        }
+        return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
         return "********"
 

@@ -9,8 +9,11 @@ from alarmd.logs import librdkafka_logger
 from alarmd.settings import Settings
 
 ADMIN_TIMEOUT_S = 30.0
-# The dead-letter topic must accept anything the input topic accepted, plus headers.
-DEAD_LETTER_MAX_MESSAGE_BYTES = "10485760"
+# Every topic alarmd writes must accept anything the input topic accepted plus
+# what alarmd adds (a downstream message carries the whole alarm; a dead letter
+# carries the original bytes and its error headers). The input topic keeps the
+# broker's default, so 10 MiB leaves ample room.
+OUTPUT_MAX_MESSAGE_BYTES = "10485760"
 COUNT_POLL_S = 1.0
 
 
@@ -25,11 +28,10 @@ def create_topics(settings: Settings) -> dict[str, str]:
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
             config=(
-                {"max.message.bytes": DEAD_LETTER_MAX_MESSAGE_BYTES}
-                if topic
-                in (settings.dead_letter_topic, settings.notify_dead_letter_topic)
-                else {}
-            ),
+                {}
+                if topic == settings.input_topic
+                else {"max.message.bytes": OUTPUT_MAX_MESSAGE_BYTES}
+            ),  # fmt: skip
         )
         for topic in [*settings.all_topics(), *settings.sidecar_topics()]
     ]

@@ -36,7 +36,8 @@ from consumer.membership import GroupMember, Partitions
 from consumer.transaction import BatchWriter, WriteResult
 from db import outbox
 from db.connection import ping, translated_connection
-from producers.publisher import OutboxPublisher
+from db.outbox import OutboxRow
+from producers.publisher import OutboxPublisher, PublishIncomplete
 from schemas.decoding import Decoder
 
 log = logs.get(__name__)
@@ -165,7 +166,7 @@ class Daemon:
         result = self._retry("database", lambda: self._write(batch))
 
         published = self._retry(
-            "publish", lambda: self._publisher.publish(result.outbox_rows)
+            "publish", _Remaining(self._publisher, result.outbox_rows)
         )
         self._retry("database", lambda: self._mark_published(published))
 
@@ -236,7 +237,15 @@ class Daemon:
                         cur, self._settings.outbox_sweep_min_age_s, SWEEP_BATCH_ROWS
                     )
                     if rows:
-                        outbox.mark_published(cur, self._publisher.publish(rows))
+                        try:
+                            delivered = self._publisher.publish(rows)
+                        except PublishIncomplete as exc:
+                            # Keep what the broker has, or every sweep would
+                            # send those rows again.
+                            outbox.mark_published(cur, exc.delivered)
+                            conn.commit()
+                            raise
+                        outbox.mark_published(cur, delivered)
                     oldest = outbox.oldest_unpublished(cur)
                 conn.commit()
             swept += len(rows)
@@ -305,3 +314,23 @@ def _downstream(settings: Settings):
                          settings.notification_topic),
         settings.email_alarm_types,
     )  # fmt: skip
+
+
+class _Remaining:
+    """One publish attempt of the rows not yet delivered, as a retryable step:
+    rows a failed attempt did deliver are not sent again by the next."""
+
+    def __init__(self, publisher: OutboxPublisher, rows: list[OutboxRow]) -> None:
+        self._publisher = publisher
+        self._rows = rows
+        self._delivered: list[int] = []
+
+    def __call__(self) -> list[int]:
+        try:
+            self._delivered += self._publisher.publish(self._rows)
+        except PublishIncomplete as exc:
+            self._delivered += exc.delivered
+            done = set(exc.delivered)
+            self._rows = [row for row in self._rows if row.id not in done]
+            raise
+        return self._delivered

@@ -23,6 +23,7 @@ from consumer.batch import Batch, DecodedEvent, Rejected
 from consumer.dead_letter import dead_letter_message
 from consumer.downstream import DownstreamWriter
 from db import events, outbox
+from db.engine import is_row_refusal
 from db.outbox import OutboxMessage, OutboxRow
 
 SCOPE_IN = "In"
@@ -45,7 +46,7 @@ class BatchWriter:
     def write(self, conn: psycopg2.extensions.connection, batch: Batch) -> WriteResult:
         """Writes the batch in the caller's open transaction.
 
-        A row the database itself refuses (a DataError or IntegrityError) would
+        A row the database itself refuses (SQLSTATE class 22, 23 or 54) would
         abort the whole statement; then each event is written again under its own
         savepoint, and the refused ones become rejected messages, so one bad
         event never costs the rest of its batch.
@@ -54,7 +55,9 @@ class BatchWriter:
             cur.execute("SAVEPOINT batch")
             try:
                 result = self._write(cur, batch.events, batch.rejected)
-            except (psycopg2.DataError, psycopg2.IntegrityError):
+            except psycopg2.Error as exc:
+                if not is_row_refusal(exc):
+                    raise
                 cur.execute("ROLLBACK TO SAVEPOINT batch")
                 result = self._write_isolating(cur, batch)
             result.duplicates += batch.duplicates_in_batch
@@ -67,7 +70,9 @@ class BatchWriter:
             cur.execute("SAVEPOINT one_event")
             try:
                 one = self._write(cur, [event], [])
-            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+            except psycopg2.Error as exc:
+                if not is_row_refusal(exc):
+                    raise
                 cur.execute("ROLLBACK TO SAVEPOINT one_event")
                 refused.append(_refused(event, exc))
                 continue

@@ -11,8 +11,8 @@ from psycopg2.extensions import connection as Connection
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from alarmd.errors import TransientError
-from db.engine import is_transient
+from alarmd.errors import ConfigurationError, TransientError
+from db.engine import is_misconfigured, is_transient
 
 
 @contextlib.contextmanager
@@ -27,14 +27,18 @@ def translated_connection(
     """
     try:
         raw = engine.raw_connection()
-    except DBAPIError as exc:
-        raise TransientError("database", describe(exc.orig)) from exc
-    except psycopg2.Error as exc:
+    except (DBAPIError, psycopg2.Error) as exc:
         # Engine.raw_connection() passes the pool's connect errors through as
         # psycopg2's own, not wrapped in DBAPIError as Engine.connect() does.
-        if not is_transient(exc):
+        original = exc.orig if isinstance(exc, DBAPIError) else exc
+        if is_misconfigured(original):
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL: {describe(original)}; fix "
+                "ALARMD_DATABASE_URL (database name, user or password)"
+            ) from exc
+        if not is_transient(original):
             raise
-        raise TransientError("database", describe(exc)) from exc
+        raise TransientError("database", describe(original)) from exc
 
     try:
         yield raw  # type: ignore[misc]

@@ -35,8 +35,42 @@ def make_engine(settings: Settings) -> Engine:
 
 def is_transient(exc: BaseException) -> bool:
     """True when a psycopg2 error means the database is unavailable, not that our
-    data is wrong."""
-    if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
-        return True
+    data is wrong.
+
+    A server error carries its SQLSTATE, and the class decides: psycopg2 files
+    some permanent ones (54000, an index row too large) under OperationalError
+    too. Errors without a SQLSTATE are the connection's own and are transient.
+    """
     code = getattr(exc, "pgcode", None)
-    return isinstance(code, str) and code[:2] in TRANSIENT_SQLSTATE_CLASSES
+    if isinstance(code, str) and code:
+        return code[:2] in TRANSIENT_SQLSTATE_CLASSES
+    return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError)
+
+
+# SQLSTATE classes of a row the database refuses for its content: data
+# exceptions (22), integrity violations (23), program limits such as an index
+# row too large (54). Such a row is dead-lettered, not retried.
+ROW_REFUSAL_SQLSTATE_CLASSES = ("22", "23", "54")
+
+
+def is_row_refusal(exc: BaseException) -> bool:
+    code = getattr(exc, "pgcode", None)
+    return isinstance(code, str) and code[:2] in ROW_REFUSAL_SQLSTATE_CLASSES
+
+
+# Connection failures no retry can cure: the settings are wrong.
+MISCONFIGURED_CONNECTION_TEXTS = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "invalid dsn",
+    "invalid connection option",
+)
+
+
+def is_misconfigured(exc: BaseException) -> bool:
+    """True when connecting failed because of the URL, not the server's state."""
+    text = str(exc).lower()
+    return isinstance(exc, psycopg2.OperationalError) and any(
+        t in text for t in MISCONFIGURED_CONNECTION_TEXTS
+    )

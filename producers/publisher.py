@@ -1,8 +1,8 @@
 """Publishes outbox rows with an idempotent producer and waits for the broker.
 
 `publish` returns only when every row is acknowledged, or raises
-`TransientError` naming how many were not, so the caller never marks a row
-published that the broker does not have.
+`PublishIncomplete` naming the rows that were, so the caller marks exactly the
+rows the broker has and sends only the others again.
 """
 
 from __future__ import annotations
@@ -27,6 +27,14 @@ PRODUCER_DEFAULTS = {
 FLUSH_SLICE_S = 0.5
 
 
+class PublishIncomplete(TransientError):
+    """Some rows were not delivered in time; `delivered` holds the ids that were."""
+
+    def __init__(self, detail: str, delivered: list[int]) -> None:
+        super().__init__("publish", detail)
+        self.delivered = delivered
+
+
 class OutboxPublisher:
     def __init__(self, config: dict[str, str], delivery_timeout_s: float) -> None:
         self._timeout_s = delivery_timeout_s
@@ -41,8 +49,9 @@ class OutboxPublisher:
     def publish(self, rows: Iterable[OutboxRow]) -> list[int]:
         """Sends the rows and blocks until the broker has acknowledged all of them.
 
-        Returns their ids. Raises TransientError when any was not delivered within
-        the delivery timeout; the rows stay unpublished and may be sent again.
+        Returns their ids. Raises PublishIncomplete when any was not delivered
+        within the delivery timeout: those rows stay unpublished and may be sent
+        again, and the exception lists the ids that were delivered.
         """
         failures: list[KafkaError] = []
         delivered: list[int] = []
@@ -79,11 +88,11 @@ class OutboxPublisher:
             first = failures[0] if failures else None
             if first is not None and first.fatal():
                 raise KafkaException(first)
-            raise TransientError(
-                "publish",
+            raise PublishIncomplete(
                 f"{len(failures) + pending} of {len(delivered) + len(failures) + pending} "
                 f"outbox messages not delivered"
                 + (f": {first.str()}" if first is not None else " in time"),
+                delivered,
             )
         return delivered
 

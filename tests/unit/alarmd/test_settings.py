@@ -219,3 +219,13 @@ def test_webhook_urls_are_masked(monkeypatch):
     shown = Settings().masked()
     assert shown["notify_webhooks"] == {"a": "********"}
     assert "t0ken" not in repr(Settings())
+
+
+def test_a_password_in_the_url_query_is_masked_too():
+    """psycopg2 accepts ?password=; that spelling is hidden like user:password."""
+    from alarmd.settings import mask_url
+
+    shown = mask_url("postgresql+psycopg2://alarmd@db/alarmd?password=s3cr3tPW")
+    assert "s3cr3tPW" not in shown and shown.startswith(
+        "postgresql+psycopg2://alarmd@db"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from db.engine import is_transient
+from db.engine import is_misconfigured, is_row_refusal, is_transient
 
 
 class ServerError(Exception):
@@ -41,3 +41,35 @@ def test_transient_database_errors_are_recognised(error, transient):
     """Connection, resource, shutdown and serialization errors are transient; data
     and schema errors are not."""
     assert is_transient(error) is transient
+
+
+def _server_error(sqlstate: str, text: str) -> psycopg2.Error:
+    """psycopg2's own class for that SQLSTATE, carrying the code as the server
+    would set it."""
+    cls = psycopg2.errors.lookup(sqlstate)
+    carrying = type(cls.__name__, (cls,), {"pgcode": sqlstate})
+    return carrying(text)
+
+
+def test_a_permanent_server_error_filed_as_operational_is_not_transient():
+    """54000 (an index row too large) is an OperationalError in psycopg2, but no
+    retry can store that row: it is a row refusal, not an outage."""
+    error = _server_error("54000", "index row size 4016 exceeds maximum 2704")
+    assert isinstance(error, psycopg2.OperationalError)
+    assert not is_transient(error)
+    assert is_row_refusal(error)
+
+
+def test_a_connection_error_without_sqlstate_is_transient():
+    assert is_transient(psycopg2.OperationalError("connection refused"))
+    assert not is_row_refusal(psycopg2.OperationalError("connection refused"))
+
+
+def test_a_wrong_database_name_or_password_is_a_misconfiguration():
+    assert is_misconfigured(
+        psycopg2.OperationalError('FATAL:  database "nosuchdb" does not exist')
+    )
+    assert is_misconfigured(
+        psycopg2.OperationalError('FATAL:  password authentication failed for user "u"')
+    )
+    assert not is_misconfigured(psycopg2.OperationalError("Connection refused"))
