@@ -130,6 +130,10 @@ credentials and the librdkafka properties that hold SASL credentials.
 {{- end }}
 {{- end }}
 
+{{/*
+Environment of the email sidecar from Secrets: the SMTP login and the webhook
+URLs, which often carry a token.
+*/}}
 {{- define "alarmd.smtpSecretEnv" -}}
 {{- with .Values.notifier.smtp.existingSecret }}
 {{- if .name }}
@@ -143,6 +147,15 @@ credentials and the librdkafka properties that hold SASL credentials.
     secretKeyRef:
       name: {{ .name | quote }}
       key: {{ .passwordKey | quote }}
+{{- end }}
+{{- end }}
+{{- with .Values.notifier.webhooks.existingSecret }}
+{{- if .name }}
+- name: ALARMD_NOTIFY_WEBHOOKS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ .key | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
