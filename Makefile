@@ -58,6 +58,11 @@ demo: install
 	rm -rf .local/mail
 	@$(BIN)/python scripts/smtp_sink.py --port $(SMTP_SINK_PORT) --dir .local/mail \
 	  > .local/smtp_sink.log 2>&1 & echo $$! > .local/smtp_sink.pid
+	@for _ in $$(seq 1 40); do \
+	  grep -q '^smtp sink on' .local/smtp_sink.log 2>/dev/null && exit 0; \
+	  kill -0 $$(cat .local/smtp_sink.pid) 2>/dev/null || { cat .local/smtp_sink.log; exit 1; }; \
+	  sleep 0.25; \
+	done; echo "make demo: the SMTP sink did not start; see .local/smtp_sink.log"; exit 1
 	$(WITH_SERVICES) $(NOTIFY_DEMO_ENV) $(ALARMD) notify --exit-when-idle 5; \
 	  rc=$$?; kill $$(cat .local/smtp_sink.pid); rm -f .local/smtp_sink.pid; exit $$rc
 	@ls .local/mail | wc -l | xargs printf 'make demo: %s emails in .local/mail\n'

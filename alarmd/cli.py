@@ -181,12 +181,16 @@ def _notify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _notify_preview(settings: Settings, args: argparse.Namespace) -> int:
-    from notifier.preview import preview
+    from notifier.preview import PreviewError, preview
 
     if not args.file.is_file():
         print(f"alarmd notify preview: {args.file} is not a file", file=sys.stderr)
         return 2
-    summary = preview(settings, args.file, args.out)
+    try:
+        summary = preview(settings, args.file, args.out)
+    except PreviewError as exc:
+        print(f"alarmd notify preview: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, ensure_ascii=False))
     return 0
 

@@ -16,18 +16,32 @@ from alarmd.settings import Settings
 from notifier.grouping import Grouper
 from notifier.render import Renderer
 from notifier.request import Coordinates, NotificationRequest, Received
+from schemas.mapping import MappingError, json_to_event
+
+
+class PreviewError(ValueError):
+    """The alarm file cannot be previewed; the message says which line and why."""
 
 
 def preview(settings: Settings, source: Path, out: Path) -> dict[str, Any]:
     """Writes the email of the first group in `source` to `out`; returns a summary.
-    Raises ConfigurationError for unusable templates, PermanentFailure for an
-    email that would be dead-lettered."""
+
+    Only alarms whose alarmText is in ALARMD_EMAIL_ALARM_TYPES are rendered, or
+    every alarm while that list is empty, so a template author always sees an
+    email. Each line is checked as `alarmd produce` checks it. Raises
+    PreviewError for a bad line or nothing to render, ConfigurationError for
+    unusable templates, PermanentFailure for an email that would be
+    dead-lettered."""
     grouper = Grouper(settings.notify_group_by, 0.0, 0.0)
     lines = source.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
         if not line.strip():
             continue
-        document = json.loads(line)
+        try:
+            document = json.loads(line)
+            json_to_event(document)
+        except (json.JSONDecodeError, MappingError, AttributeError) as exc:
+            raise PreviewError(f"{source}:{number + 1}: {_reason(exc)}") from exc
         wanted = settings.email_alarm_types
         if wanted and document.get("alarmText") not in wanted:
             continue
@@ -36,7 +50,10 @@ def preview(settings: Settings, source: Path, out: Path) -> dict[str, Any]:
                              b"", []), 0.0)  # fmt: skip
     digests = grouper.due(0.0)
     if not digests:
-        raise ValueError(f"{source} holds no alarm that would be emailed")
+        raise PreviewError(
+            f"{source} holds no alarm whose alarmText is in ALARMD_EMAIL_ALARM_TYPES "
+            f"({', '.join(settings.email_alarm_types) or 'empty'})"
+        )
     renderer = Renderer(
         settings.notify_template_dir,
         settings.notify_from,
@@ -74,3 +91,11 @@ def _request(document: dict[str, Any], number: int) -> NotificationRequest:
         nodegroup=get("nodegroup"),
         requested_at=datetime.now(UTC),
     )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc}"
+    if isinstance(exc, AttributeError):
+        return "not a JSON object"
+    return str(exc)

@@ -24,6 +24,10 @@ class MappingError(ValueError):
 
 def json_to_event(document: dict[str, Any]) -> dict[str, Any]:
     """An AlarmEvent record from one JSON event, ready for the Avro writer."""
+    if not isinstance(document, dict):
+        raise MappingError(
+            f"an alarm event is a JSON object, not {type(document).__name__}"
+        )
     missing = [name for name in REQUIRED_FIELDS if name not in document]
     if missing:
         raise MappingError(f"missing required field(s) {', '.join(missing)}")

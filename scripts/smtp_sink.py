@@ -43,7 +43,13 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     controller = Controller(MailDirHandler(args.dir), hostname=args.host,
                             port=args.port)  # fmt: skip
-    controller.start()
+    try:
+        controller.start()
+    except OSError as exc:
+        raise SystemExit(
+            f"smtp sink: cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+            "choose a free port with SMTP_SINK_PORT=<port> (make demo) or --port"
+        ) from exc
     print(f"smtp sink on {args.host}:{args.port}, writing {args.dir}", flush=True)
 
     stop = threading.Event()

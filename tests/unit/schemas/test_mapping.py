@@ -157,3 +157,11 @@ def test_unusable_event_time_raises_mapping_error(event_time):
     """eventTime must be an ISO-8601 string with a UTC offset."""
     with pytest.raises(MappingError, match="eventTime"):
         json_to_event({**_minimal_document(), "eventTime": event_time})
+
+
+def test_a_line_that_is_not_an_object_is_refused_as_such():
+    """A JSON array is named as the wrong kind of document, not as missing fields."""
+    from schemas.mapping import MappingError, json_to_event
+
+    with pytest.raises(MappingError, match="JSON object, not list"):
+        json_to_event([1, 2])
