@@ -203,12 +203,17 @@ def truncate(value: str, limit: int) -> str:
 
 def clean_header(value: str) -> str:
     """One line for a header: control characters (CR, LF, NUL, ...) become spaces,
-    runs of whitespace one space, and the length is capped."""
+    runs of whitespace one space, and the length is capped.
+
+    `=?` becomes `= ?`, so alarm text can never be read as an RFC 2047 encoded
+    word: the email package would decode one back into CR/LF and a header of
+    the sender's choosing."""
     printable = "".join(
         " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
         for ch in value
     )
-    return truncate(_SPACES.sub(" ", printable).strip(), SUBJECT_MAX_CHARS)
+    one_line = _SPACES.sub(" ", printable).strip().replace("=?", "= ?")
+    return truncate(one_line, SUBJECT_MAX_CHARS)
 
 
 def header_address(value: str) -> str:

@@ -57,7 +57,7 @@ class SmtpSender:
             raise _transient("connect", exc) from exc
         try:
             self._handshake(client)
-            refused = client.sendmail(sender, recipients, raw)
+            refused = self._transaction(client, sender, recipients, raw)
         except smtplib.SMTPRecipientsRefused as exc:
             raise _classify_refused(exc.recipients) from exc
         except smtplib.SMTPAuthenticationError as exc:
@@ -83,6 +83,34 @@ class SmtpSender:
         finally:
             _close(client)
         return {r: f"{code} {_text(text)}" for r, (code, text) in refused.items()}
+
+    @staticmethod
+    def _transaction(
+        client: smtplib.SMTP, sender: str, recipients: list[str], raw: bytes
+    ) -> dict[str, tuple[int, bytes]]:
+        """MAIL, one RCPT per recipient, then DATA only when no recipient was
+        deferred: a 4xx for any one of them sends nothing yet, so the retry
+        reaches everyone once. Returns the recipients refused with a 5xx while
+        others were accepted."""
+        code, reply = client.mail(sender)
+        if code != 250:
+            client.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, sender)
+        replies = {r: client.rcpt(r) for r in recipients}
+        refused = {
+            r: reply for r, reply in replies.items() if reply[0] not in (250, 251)
+        }
+        if refused and (
+            len(refused) == len(recipients)
+            or any(400 <= code < 500 for code, _ in refused.values())
+        ):
+            client.rset()
+            raise smtplib.SMTPRecipientsRefused(refused)
+        code, reply = client.data(raw)
+        if code != 250:
+            client.rset()
+            raise smtplib.SMTPDataError(code, reply)
+        return refused
 
     def _connect(self) -> smtplib.SMTP:
         if self._security == "tls":

@@ -88,14 +88,14 @@ class NotifyWorker:
         )
         self._offsets = OffsetTracker()
         self._stopping = threading.Event()
-        self._stop_deadline = float("inf")
         self._next_sweep = 0.0
         self._retry = self._member.pausing_retry(
             settings.retry_initial_s,
             settings.retry_max_s,
-            give_up=lambda: (
-                self._stopping.is_set() and time.monotonic() > self._stop_deadline
-            ),
+            # Giving up at once on a stop loses nothing here: an email is
+            # recorded before it is sent (the sweep resends it) and offsets are
+            # committed only after recording.
+            give_up=self._stopping.is_set,
         )
 
     def _make_renderer(self, route_template_dir) -> Renderer:
@@ -116,7 +116,6 @@ class NotifyWorker:
         again after a restart."""
         if self._stopping.is_set():
             return
-        self._stop_deadline = time.monotonic() + self._settings.shutdown_deadline_s
         self._stopping.set()
         log.info(
             "stop_requested", signal=signal.Signals(signum).name if signum else None
@@ -135,7 +134,6 @@ class NotifyWorker:
                  group_wait_s=self._settings.notify_group_wait_s,
                  smtp=f"{self._settings.smtp_host}:{self._settings.smtp_port}")  # fmt: skip
         last_message_at = time.monotonic()
-        exit_code = 0
         try:
             while not self._stopping.is_set():
                 messages = self._member.consume(
@@ -145,6 +143,8 @@ class NotifyWorker:
                     self._receive(messages)
                     last_message_at = time.monotonic()
                 for digest in self._grouper.due(time.monotonic()):
+                    if self._stopping.is_set():
+                        break  # the rest stay uncommitted and come again
                     self._send(digest)
                 self._commit()
                 self._sweep_when_due()
@@ -156,14 +156,15 @@ class NotifyWorker:
                     log.info("idle_exit", idle_s=exit_when_idle_s)
                     break
         except TransientError as exc:
-            log.error("shutdown_deadline_exceeded", stage=exc.stage, error=exc.detail)
-            exit_code = 1
+            # Only reached on a stop during a retry; what was in hand is recorded
+            # or uncommitted, so it is sent after a restart.
+            log.warning("stopped_while_retrying", stage=exc.stage, error=exc.detail)
         finally:
             self._member.close()
             self._dead_letters.close(5.0)
             self._webhook.close()
             log.info("stopped", pending=self._grouper.pending())
-        return exit_code
+        return 0
 
     # --- receiving -------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from cryptography.x509.oid import NameOID
 USERNAME = "alarmd"
 PASSWORD = "s3cret-pw"
 REFUSED_LOCAL_PART = "nobody"
+# Recipients with this local part get 450 while RecordingHandler.defers lasts.
+DEFERRED_LOCAL_PART = "busy"
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -92,10 +94,16 @@ class RecordingHandler:
     # and the first line of the message, before its end.
     disconnects_mid_data: int = 0
     dropped_mid_data: int = 0
+    # Answer 450 to `busy@` recipients this many times, then accept them.
+    defers: int = 0
 
     async def handle_RCPT(self, _server, _session, envelope, address, _options):  # noqa: N802
-        if address.split("@")[0] == REFUSED_LOCAL_PART:
+        local_part = address.split("@")[0]
+        if local_part == REFUSED_LOCAL_PART:
             return "550 5.1.1 mailbox unavailable"
+        if local_part == DEFERRED_LOCAL_PART and self.defers > 0:
+            self.defers -= 1
+            return "450 4.2.1 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -91,3 +91,24 @@ def test_template_error_at_render_is_permanent(tmp_path):
         renderer(template_dir=tmp_path).render(digest_of(received(1)), ["a@b.c"])
 
     assert caught.value.reason is FailureReason.TEMPLATE_ERROR
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "=?utf-8?q?x=0D=0ABcc:_victim@example.com?=",
+        "=?utf-8?b?eA0KUmVwbHktVG86IGF0dGFja2VyQGV2aWwuZXhhbXBsZQ0KDQpDbGljaw==?=",
+    ],
+)
+def test_an_encoded_word_in_alarm_text_cannot_become_a_header(text):
+    """RFC 2047 words in alarm text are kept as text: the email package would
+    otherwise decode them into CR/LF and a header of the sender's choosing."""
+    from email import message_from_bytes, policy
+    from email.message import EmailMessage
+
+    message = EmailMessage(policy=policy.SMTP)
+    message["Subject"] = clean_header(text)
+    message["To"] = "noc@example.com"
+    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert set(parsed.keys()) == {"Subject", "To"}
+    assert "\n" not in parsed["Subject"] and "\r" not in parsed["Subject"]
