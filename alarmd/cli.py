@@ -143,41 +143,44 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    from alarmd.health import Health, serve
     from consumer.daemon import Daemon
     from db.engine import make_engine
 
     engine = make_engine(settings)
     decoder = _decoder(settings)
     metrics.prime(settings.downstream_topics())
-    daemon_ref: list[Daemon] = []
-    health = Health(lambda: daemon_ref[0].ping_database())
-    daemon = Daemon(settings, engine, decoder, health)
-    daemon_ref.append(daemon)
-    server = serve(health, settings.http_host, settings.http_port)
-    log.info("http_listening", host=settings.http_host, port=server.server_port)
-    signal.signal(signal.SIGTERM, daemon.request_stop)
-    signal.signal(signal.SIGINT, daemon.request_stop)
-    return daemon.run(exit_when_idle_s=args.exit_when_idle)
+    return _serve(
+        lambda health: Daemon(settings, engine, decoder, health),
+        engine, settings.http_host, settings.http_port, args.exit_when_idle,
+    )  # fmt: skip
 
 
 def _notify(settings: Settings, args: argparse.Namespace) -> int:
-    from alarmd.health import Health, serve
     from db.engine import make_engine
     from notifier import metrics as notify_metrics
     from notifier.worker import NotifyWorker
 
     engine = make_engine(settings)
     notify_metrics.prime()
-    worker_ref: list[NotifyWorker] = []
-    health = Health(lambda: worker_ref[0].ping_database())
-    worker = NotifyWorker(settings, engine, health)
-    worker_ref.append(worker)
-    server = serve(health, settings.http_host, settings.notify_http_port)
-    log.info("http_listening", host=settings.http_host, port=server.server_port)
+    return _serve(
+        lambda health: NotifyWorker(settings, engine, health),
+        engine, settings.http_host, settings.notify_http_port, args.exit_when_idle,
+    )  # fmt: skip
+
+
+def _serve(build, engine, host: str, port: int, exit_when_idle_s: float | None) -> int:
+    """Runs one long-lived worker (the daemon or the sidecar) with its probes and
+    metrics on `port`, stopping on SIGTERM or SIGINT; returns its exit code."""
+    from alarmd.health import Health, serve
+    from db.connection import ping
+
+    health = Health(lambda: ping(engine))
+    worker = build(health)
+    server = serve(health, host, port)
+    log.info("http_listening", host=host, port=server.server_port)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)
-    return worker.run(exit_when_idle_s=args.exit_when_idle)
+    return worker.run(exit_when_idle_s=exit_when_idle_s)
 
 
 def _notify_preview(settings: Settings, args: argparse.Namespace) -> int:

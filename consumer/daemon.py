@@ -35,7 +35,7 @@ from consumer.commit import next_offsets
 from consumer.membership import GroupMember, Partitions
 from consumer.transaction import BatchWriter, WriteResult
 from db import outbox
-from db.connection import ping, translated_connection
+from db.connection import translated_connection
 from db.outbox import OutboxRow
 from producers.publisher import OutboxPublisher, PublishIncomplete
 from schemas.decoding import Decoder
@@ -274,9 +274,6 @@ class Daemon:
 
     def _database(self):
         return translated_connection(self._engine)
-
-    def ping_database(self) -> bool:
-        return ping(self._engine)
 
     # --- Kafka callbacks and helpers -------------------------------------------
 

@@ -30,7 +30,6 @@ from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import Settings
 from consumer.membership import GroupMember, Partitions
-from db.connection import ping
 from db.outbox import EVENT_ID_HEADER
 from notifier import metrics, records
 from notifier.dead_letter import DeadLetterPublisher
@@ -397,9 +396,6 @@ class NotifyWorker:
             raise
 
     # --- Kafka callbacks and helpers -------------------------------------------
-
-    def ping_database(self) -> bool:
-        return ping(self._engine)
 
     def _poll_timeout(self) -> float:
         timeout = self._settings.batch_timeout_s
