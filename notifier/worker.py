@@ -179,9 +179,10 @@ class NotifyWorker:
             try:
                 request = decode(m.value())
             except PermanentFailure as exc:
-                event_id = _header(headers, EVENT_ID_HEADER) or (
-                    f"{c.topic}/{c.partition}/{c.offset}"
-                )
+                # Recorded under its own coordinates: the event id its headers
+                # claim is as untrusted as its body, and recording under it
+                # would mark a real request with that id as handled.
+                event_id = f"undecodable/{c.topic}/{c.partition}/{c.offset}"
                 failed.append(Failed(event_id, c, m.key(), m.value(), headers,
                                      exc.reason.value, exc.detail))  # fmt: skip
                 continue
@@ -414,13 +415,6 @@ def _failed(r: Received, reason: str, detail: str) -> Failed:
     return Failed(
         r.request.event_id, r.coordinates, r.key, r.payload, r.headers, reason, detail
     )
-
-
-def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:
-    for key, value in headers:
-        if key == name and value:
-            return value.decode("utf-8", "replace")
-    return None
 
 
 def _key_of(payload: bytes) -> bytes | None:

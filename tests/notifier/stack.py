@@ -162,9 +162,11 @@ class NotifyStack:
         assert producer.flush(30) == 0
         return ids
 
-    def produce_raw(self, value: bytes) -> None:
+    def produce_raw(
+        self, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap})
-        producer.produce(self.topic, key=b"bad", value=value)
+        producer.produce(self.topic, key=b"bad", value=value, headers=headers or [])
         assert producer.flush(30) == 0
 
     # --- running the worker -------------------------------------------------------------

@@ -7,6 +7,8 @@ import re
 import threading
 import time
 
+from confluent_kafka import Producer
+
 from notifier.render import TRUNCATION_MARKER
 
 from .smtp_server import REFUSED_LOCAL_PART
@@ -203,6 +205,30 @@ def test_undecodable_request_is_dead_lettered(stack, smtp):
     assert dict(letter.headers())["alarmd-error-reason"] == b"invalid_request"
     assert letter.value() == b"not avro at all"
     assert len(smtp.handler.messages()) == 1
+
+
+def test_garbage_claiming_a_requests_event_id_does_not_silence_that_request(
+    stack, smtp
+):
+    """An undecodable message is recorded under its own coordinates, never under
+    the event id its headers claim: the real request with that id still goes
+    out in an email."""
+    record = stack.request()
+    real = stack._writer.for_email(record, "alarm-event-claimed")
+    stack.produce_raw(
+        b"not avro at all", headers=[("alarmd-event-id", real.event_id.encode())]
+    )
+    assert stack.run_until_idle(stack.settings(**smtp.settings())) == 0
+    stack.dead_letters(expected=1)
+
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    producer.produce(real.topic, key=real.key, value=real.payload, headers=real.headers)
+    assert producer.flush(30) == 0
+    assert stack.run_until_idle(stack.settings(**smtp.settings())) == 0
+
+    assert len(smtp.handler.messages()) == 1
+    rows = stack.query("SELECT event_id FROM notification_requests_sent")
+    assert [r[0] for r in rows] == [real.event_id]
 
 
 def test_redelivery_of_the_whole_topic_sends_nothing_twice(stack, smtp):
