@@ -183,16 +183,12 @@ class Daemon:
             rejected=[r for r in batch.rejected if self._owns(r.coordinates)],
             duplicates_in_batch=batch.duplicates_in_batch,
         )
-        with self._database() as conn:
-            result = self._writer.write(conn, current)
-            conn.commit()
-            return result
+        with self._database(commit=True) as conn:
+            return self._writer.write(conn, current)
 
     def _mark_published(self, ids: list[int]) -> None:
-        with self._database() as conn:
-            with conn.cursor() as cur:
-                outbox.mark_published(cur, ids)
-            conn.commit()
+        with self._database(commit=True) as conn, conn.cursor() as cur:
+            outbox.mark_published(cur, ids)
 
     def _account(
         self, result: WriteResult, consumed: int, duration_s: float, offsets
@@ -272,8 +268,8 @@ class Daemon:
 
     # --- database access -----------------------------------------------------
 
-    def _database(self):
-        return translated_connection(self._engine)
+    def _database(self, commit: bool = False):
+        return translated_connection(self._engine, commit=commit)
 
     # --- Kafka callbacks and helpers -------------------------------------------
 
