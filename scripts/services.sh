@@ -72,7 +72,7 @@ pg_up() {
     run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$LOCAL/postgres/server.log" -w -t 60 \
       -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $LOCAL/postgres -c max_connections=200 -c fsync=on" start >/dev/null
   fi
-  if ! run_as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U alarmd -d postgres -tAc "select 1 from pg_database where datname='alarmd'" | grep -q 1; then
+  if [ "$(run_as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U alarmd -d postgres -tAc "select 1 from pg_database where datname='alarmd'")" != 1 ]; then
     run_as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U alarmd alarmd
   fi
 }
