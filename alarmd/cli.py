@@ -213,7 +213,12 @@ def _decoder(settings: Settings):
                 f"ALARMD_WRITER_SCHEMA_FILE {settings.writer_schema_file} is not a "
                 f"readable Avro schema: {exc}"
             ) from exc
-    return build_decoder(settings.input_encoding, writer, lambda: _registry(settings))
+    return build_decoder(
+        settings.input_encoding,
+        writer,
+        lambda: _registry(settings),
+        max_value_bytes=settings.max_event_bytes,
+    )
 
 
 def _registry(settings: Settings):

@@ -19,9 +19,12 @@ class DeadLetterReason(enum.StrEnum):
     `alarmd-error-reason` header of `alarms.dlq` come from here."""
 
     EMPTY_VALUE = "empty_value"
+    TOMBSTONE = "tombstone"
+    OVERSIZED_VALUE = "oversized_value"
     BAD_FRAMING = "bad_framing"
     UNKNOWN_SCHEMA = "unknown_schema"
     INCOMPATIBLE_SCHEMA = "incompatible_schema"
+    MISSING_FIELD = "missing_field"
     MALFORMED_RECORD = "malformed_record"
     INVALID_FIELD = "invalid_field"
     INVALID_UTF8 = "invalid_utf8"

@@ -19,6 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 InputEncoding = Literal["single-object", "confluent", "schemaless"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
 
+# The input topic's max.message.bytes as `alarmd topics create` sets it: far above
+# any real alarm, so an oversized one reaches the daemon and is dead-lettered with
+# its size instead of being refused at the collector.
+INPUT_TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+
 # librdkafka properties whose values are secrets: masked by `alarmd config`.
 SECRET_PROPERTY_WORDS = ("password", "secret", "key", "token", "credentials")
 
@@ -66,6 +72,13 @@ class Settings(BaseSettings):
     email_alarm_types: list[str] = Field(
         default_factory=list,
         description="alarmText values that yield a notification request (JSON list).",
+    )
+    max_event_bytes: int = Field(
+        DEFAULT_MAX_EVENT_BYTES,
+        ge=1024,
+        le=INPUT_TOPIC_MAX_MESSAGE_BYTES,
+        description="Largest message value stored as an alarm event; a larger one "
+        "is dead-lettered as oversized_value, with its size.",
     )
     batch_max_messages: int = Field(500, ge=1, le=100_000)
     batch_timeout_s: float = Field(

@@ -6,14 +6,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from alarmd.logs import librdkafka_logger
-from alarmd.settings import Settings
+from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, Settings
 
 ADMIN_TIMEOUT_S = 30.0
 # Every topic alarmd writes must accept anything the input topic accepted plus
 # what alarmd adds (a downstream message carries the whole alarm; a dead letter
-# carries the original bytes and its error headers). The input topic keeps the
-# broker's default, so 10 MiB leaves ample room.
-OUTPUT_MAX_MESSAGE_BYTES = "10485760"
+# carries the original bytes and its error headers): 2 MiB above the input
+# topic's limit leaves ample room.
+OUTPUT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 COUNT_POLL_S = 1.0
 
 
@@ -27,11 +27,13 @@ def create_topics(settings: Settings) -> dict[str, str]:
             topic,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
-            config=(
-                {}
-                if topic == settings.input_topic
-                else {"max.message.bytes": OUTPUT_MAX_MESSAGE_BYTES}
-            ),  # fmt: skip
+            config={
+                "max.message.bytes": str(
+                    INPUT_TOPIC_MAX_MESSAGE_BYTES
+                    if topic == settings.input_topic
+                    else OUTPUT_MAX_MESSAGE_BYTES
+                )
+            },  # fmt: skip
         )
         for topic in [*settings.all_topics(), *settings.sidecar_topics()]
     ]

@@ -27,11 +27,14 @@ from fastavro.read import SchemaResolutionError
 
 import schemas
 from alarmd.errors import DeadLetterReason, InvalidMessage, TransientError
+from alarmd.settings import DEFAULT_MAX_EVENT_BYTES
 
 CONFLUENT_MAGIC = 0
 CONFLUENT_HEADER_BYTES = 5
 SINGLE_OBJECT_HEADER_BYTES = 10
 REQUIRED_TEXT_FIELDS = ("iactoken", "alarmText")
+# How much of a string that is not UTF-8 the detail shows, so the field can be told.
+UTF8_PREVIEW_BYTES = 32
 
 
 class Decoder(Protocol):
@@ -51,14 +54,23 @@ def _resolve(body: bytes, writer: Any, reader: Any) -> dict[str, Any]:
     try:
         record = fastavro.schemaless_reader(buffer, writer, reader)
     except SchemaResolutionError as exc:
+        missing = _missing_required(writer, reader)
+        if missing:
+            raise InvalidMessage(
+                DeadLetterReason.MISSING_FIELD,
+                f"writer schema has no field {', '.join(missing)}, which alarmd's "
+                "AlarmEvent requires (no default); the producer must send it",
+            ) from exc
         raise InvalidMessage(
             DeadLetterReason.INCOMPATIBLE_SCHEMA,
             f"writer schema does not resolve against alarmd's AlarmEvent: {exc}",
         ) from exc
     except UnicodeDecodeError as exc:
+        start = exc.object[:UTF8_PREVIEW_BYTES].decode("utf-8", "backslashreplace")
         raise InvalidMessage(
             DeadLetterReason.INVALID_UTF8,
-            f"a string field is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            f"a string field is not valid UTF-8 ({exc.reason} at byte {exc.start} "
+            f"of a {len(exc.object)}-byte string starting {start!r})",
         ) from exc
     except EOFError as exc:
         raise InvalidMessage(
@@ -71,7 +83,8 @@ def _resolve(body: bytes, writer: Any, reader: Any) -> dict[str, Any]:
         if "year" in text or "date value" in text or "timestamp" in text.lower():
             raise InvalidMessage(
                 DeadLetterReason.INVALID_FIELD,
-                f"eventTime is out of range: {exc}",
+                f"eventTime is out of range ({exc}); a timestamp must fall in the "
+                "years 1 to 9999",
             ) from exc
         raise InvalidMessage(
             DeadLetterReason.MALFORMED_RECORD, f"body is not an Avro AlarmEvent: {exc}"
@@ -128,11 +141,37 @@ def validate(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _require_value(value: bytes | None) -> bytes:
+def _missing_required(writer: Any, reader: Any) -> list[str]:
+    """The reader's fields without a default that the writer record lacks."""
+    if not isinstance(writer, dict) or not isinstance(writer.get("fields"), list):
+        return []
+    written = {f["name"] for f in writer["fields"]}
+    return [
+        f["name"]
+        for f in reader["fields"]
+        if "default" not in f and f["name"] not in written
+    ]
+
+
+def _require_value(value: bytes | None, max_bytes: int) -> bytes:
+    """The value itself, or InvalidMessage when there is no event to decode in it."""
+    if value is None:
+        raise InvalidMessage(
+            DeadLetterReason.TOMBSTONE,
+            "message value is null (a tombstone); alarm events are never deleted, "
+            "so the producer sent a key without an event",
+        )
     if not value:
         raise InvalidMessage(
             DeadLetterReason.EMPTY_VALUE,
-            "message has no value (tombstone or empty); an alarm event needs one",
+            "message value is empty (0 bytes); an alarm event needs one",
+        )
+    if len(value) > max_bytes:
+        raise InvalidMessage(
+            DeadLetterReason.OVERSIZED_VALUE,
+            f"value is {len(value):,} bytes, over the {max_bytes:,}-byte limit for "
+            "one alarm event (ALARMD_MAX_EVENT_BYTES); a field such as "
+            "additionalInfo is likely carrying far more than alarm text",
         )
     return value
 
@@ -140,12 +179,13 @@ def _require_value(value: bytes | None) -> bytes:
 class SingleObjectDecoder:
     """Avro single-object encoding; writer schemas are ours, found by fingerprint."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_value_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._reader = schemas.load(schemas.ALARM_EVENT).parsed
         self._writers = {fp: s.parsed for fp, s in schemas.known_writers().items()}
+        self._max_bytes = max_value_bytes
 
     def __call__(self, value: bytes | None) -> dict[str, Any]:
-        value = _require_value(value)
+        value = _require_value(value, self._max_bytes)
         if len(value) < SINGLE_OBJECT_HEADER_BYTES:
             raise InvalidMessage(
                 DeadLetterReason.BAD_FRAMING,
@@ -172,12 +212,18 @@ class SingleObjectDecoder:
 class SchemalessDecoder:
     """Bare Avro bodies written with one configured writer schema."""
 
-    def __init__(self, writer_schema: schemas.Schema | None = None) -> None:
+    def __init__(
+        self,
+        writer_schema: schemas.Schema | None = None,
+        max_value_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
         self._reader = schemas.load(schemas.ALARM_EVENT).parsed
         self._writer = (writer_schema or schemas.load(schemas.ALARM_EVENT)).parsed
+        self._max_bytes = max_value_bytes
 
     def __call__(self, value: bytes | None) -> dict[str, Any]:
-        return _resolve(_require_value(value), self._writer, self._reader)
+        value = _require_value(value, self._max_bytes)
+        return _resolve(value, self._writer, self._reader)
 
 
 class ConfluentDecoder:
@@ -187,13 +233,16 @@ class ConfluentDecoder:
     tests use its `mock://` client).
     """
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(
+        self, registry: Any, max_value_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
         self._registry = registry
         self._reader = schemas.load(schemas.ALARM_EVENT).parsed
         self._writers: dict[int, Any] = {}
+        self._max_bytes = max_value_bytes
 
     def __call__(self, value: bytes | None) -> dict[str, Any]:
-        value = _require_value(value)
+        value = _require_value(value, self._max_bytes)
         if len(value) < CONFLUENT_HEADER_BYTES or value[0] != CONFLUENT_MAGIC:
             raise InvalidMessage(
                 DeadLetterReason.BAD_FRAMING,
@@ -237,12 +286,14 @@ def build_decoder(
     encoding: str,
     writer_schema: schemas.Schema | None = None,
     registry_factory: Callable[[], Any] | None = None,
+    max_value_bytes: int = DEFAULT_MAX_EVENT_BYTES,
 ) -> Decoder:
-    """The decoder for ALARMD_INPUT_ENCODING."""
+    """The decoder for ALARMD_INPUT_ENCODING; values over `max_value_bytes`
+    (ALARMD_MAX_EVENT_BYTES) are rejected before any decoding."""
     if encoding == "single-object":
-        return SingleObjectDecoder()
+        return SingleObjectDecoder(max_value_bytes)
     if encoding == "schemaless":
-        return SchemalessDecoder(writer_schema)
+        return SchemalessDecoder(writer_schema, max_value_bytes)
     if encoding == "confluent":
         if registry_factory is None:
             from alarmd.errors import ConfigurationError
@@ -250,5 +301,5 @@ def build_decoder(
             raise ConfigurationError(
                 "input_encoding=confluent needs ALARMD_SCHEMA_REGISTRY_URL"
             )
-        return ConfluentDecoder(registry_factory())
+        return ConfluentDecoder(registry_factory(), max_value_bytes)
     raise ValueError(f"unknown input encoding {encoding!r}")

@@ -5,31 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
 from typing import Any
 
 import fastavro
 
 import schemas
+from tests.avro_wire import to_record
 
-
-def to_record(document: dict[str, Any], schema_json: dict[str, Any]) -> dict[str, Any]:
-    """The record a collector writing `schema_json` sends for a JSON event: the
-    schema's fields from the document, every other field in `attributes` when the
-    schema has that map, and dropped when it does not."""
-    fields = {f["name"] for f in schema_json["fields"]}
-    record: dict[str, Any] = {}
-    attributes: dict[str, str] = {}
-    for name, value in document.items():
-        if name == "eventTime":
-            record[name] = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        elif name in fields and name != "attributes":
-            record[name] = value
-        else:
-            attributes[name] = value if isinstance(value, str) else json.dumps(value)
-    if "attributes" in fields:
-        record["attributes"] = attributes
-    return record
+__all__ = ["alarm_event_json", "body", "single_object", "to_record"]
 
 
 def body(schema: schemas.Schema, record: dict[str, Any]) -> bytes:

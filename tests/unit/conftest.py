@@ -1,52 +1,25 @@
 """Fixtures of the unit tier: the sample file, alarm event records, fake Kafka
 messages, and Avro written straight from the specification.
 
-The Avro helpers here build bytes with fastavro and the single-object rules of
-the Avro specification, not with `schemas.encoding`, so a decoding test does not
-pass merely because the encoder and the decoder agree with each other.
+The Avro helpers (`tests/avro_wire.py`) build bytes with fastavro and the
+single-object rules of the Avro specification, not with `schemas.encoding`, so a
+decoding test does not pass merely because the encoder and the decoder agree
+with each other.
 """
 
 from __future__ import annotations
 
-import copy
-import io
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import pytest
-from fastavro.schema import to_parsing_canonical_form
+
+from tests import avro_wire
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FILE = REPO_ROOT / ".." / "shared" / "data" / "alarms-sample.jsonl"
-SCHEMA_DIR = REPO_ROOT / "schemas"
-
-# CRC-64-AVRO as the Avro specification defines it ("Schema Fingerprints").
-CRC64_AVRO_EMPTY = 0xC15D213AA4D7A795
-SINGLE_OBJECT_MARKER = b"\xc3\x01"
-
-
-def _crc64_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        fp = byte
-        for _ in range(8):
-            fp = (fp >> 1) ^ (CRC64_AVRO_EMPTY & -(fp & 1))
-        table.append(fp)
-    return table
-
-
-_CRC64_TABLE = _crc64_table()
-
-
-def crc64_avro(data: bytes) -> int:
-    fp = CRC64_AVRO_EMPTY
-    for byte in data:
-        fp = (fp >> 8) ^ _CRC64_TABLE[(fp ^ byte) & 0xFF]
-    return fp
 
 
 @pytest.fixture(scope="session")
@@ -62,39 +35,20 @@ def sample_lines() -> list[tuple[int, str]]:
 def raw_schema() -> Callable[[str], dict[str, Any]]:
     """A fresh, mutable copy of one schema file's JSON, e.g. "alarm_event" or
     "history/alarm_event-v1"."""
-
-    def load(name: str) -> dict[str, Any]:
-        path = SCHEMA_DIR / f"{name}.avsc"
-        return copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
-
-    return load
+    return avro_wire.schema_json
 
 
 @pytest.fixture
 def single_object_header() -> Callable[..., bytes]:
     """C3 01 + the 8-byte little-endian CRC-64-AVRO of the schema's canonical form;
     `named_schemas` holds the types it refers to by name."""
-
-    def header(schema: dict[str, Any], named_schemas: dict | None = None) -> bytes:
-        parsed = fastavro.parse_schema(schema, named_schemas=named_schemas)
-        canonical = to_parsing_canonical_form(parsed)
-        return SINGLE_OBJECT_MARKER + crc64_avro(canonical.encode()).to_bytes(
-            8, "little"
-        )
-
-    return header
+    return avro_wire.single_object_header
 
 
 @pytest.fixture
 def avro_body() -> Callable[[dict[str, Any], dict[str, Any]], bytes]:
     """The bare Avro body of a record, written by fastavro with the given schema."""
-
-    def body(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        fastavro.schemaless_writer(buffer, fastavro.parse_schema(schema), record)
-        return buffer.getvalue()
-
-    return body
+    return avro_wire.body
 
 
 @pytest.fixture

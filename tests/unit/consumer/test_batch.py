@@ -8,13 +8,16 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 import schemas
 from alarmd.errors import DeadLetterReason
 from consumer.batch import Coordinates, decode_batch, event_id
-from schemas.decoding import SchemalessDecoder, SingleObjectDecoder
+from schemas.decoding import ConfluentDecoder, SchemalessDecoder, SingleObjectDecoder
 from schemas.encoding import schemaless, single_object
 from schemas.mapping import json_to_event
+from tests import poison
 
 
 @pytest.fixture
@@ -144,7 +147,7 @@ def test_decode_batch_drops_duplicates_and_rejects_bad_messages(
     assert batch.duplicates_in_batch == 1
     assert [(r.coordinates, r.reason) for r in batch.rejected] == [
         (Coordinates("alarms", 3, 11), DeadLetterReason.BAD_FRAMING),
-        (Coordinates("alarms", 3, 14), DeadLetterReason.EMPTY_VALUE),
+        (Coordinates("alarms", 3, 14), DeadLetterReason.TOMBSTONE),
     ]
     bad = batch.rejected[0]
     assert (bad.key, bad.value, bad.headers, bad.stage) == (
@@ -193,3 +196,51 @@ def test_batch_coordinates_list_events_then_rejected(alarm_event, kafka_message)
 def test_coordinates_read_as_topic_partition_and_offset():
     """Coordinates print the way the logs and error texts name a message."""
     assert str(Coordinates("alarms", 2, 41)) == "alarms[2]@41"
+
+
+def _framing_and_decoder(name: str):
+    if name == "single-object":
+        return poison.SingleObjectFraming(), SingleObjectDecoder()
+    registry = SchemaRegistryClient.new_client({"url": "mock://"})
+
+    def register(schema: dict) -> int:
+        text = RegistrySchema(json.dumps(schema), "AVRO")
+        return registry.register_schema("alarms-value", text)
+
+    return poison.ConfluentFraming(register), ConfluentDecoder(registry)
+
+
+@pytest.mark.parametrize("framing_name", ["single-object", "confluent"])
+def test_every_poison_case_is_rejected_with_its_reason_and_the_rest_decodes(
+    sample_lines, kafka_message, framing_name
+):
+    """Each case of the poison corpus, in one batch with good events, becomes a
+    Rejected with its expected reason, a detail naming the problem and its key,
+    value and headers intact; the hostile but valid event decodes verbatim."""
+    framing, decoder = _framing_and_decoder(framing_name)
+    document = json.loads(sample_lines[0][1])
+    cases = poison.corpus(document, framing)
+    good = poison.encode(json.loads(sample_lines[1][1]), framing)
+    messages = [kafka_message(good, offset=0)] + [
+        kafka_message(c.message.value, offset=n, key=c.message.key,
+                      headers=c.message.headers)
+        for n, c in enumerate(cases, 1)
+    ]  # fmt: skip
+
+    batch = decode_batch(messages, decoder)
+
+    expected = {n: c for n, c in enumerate(cases, 1) if c.reason is not None}
+    rejected = {r.coordinates.offset: r for r in batch.rejected}
+    assert {n: r.reason for n, r in rejected.items()} == {
+        n: c.reason for n, c in expected.items()
+    }
+    for offset, case in expected.items():
+        got = rejected[offset]
+        assert case.detail in got.detail, case.name
+        assert (got.key, got.value, got.headers) == (
+            case.message.key,
+            case.message.value,
+            case.message.headers,
+        ), case.name
+    stored = [e.record for e in batch.events]
+    assert stored[1:] == [c.stored for c in poison.verbatim(cases)]
