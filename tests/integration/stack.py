@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy.engine import make_url
 
-from alarmd.settings import Settings, load_settings
+from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, Settings, load_settings
 from alarmd.topics import create_topics
 from db.migrate import upgrade
 
@@ -245,6 +245,8 @@ class Stack:
             {
                 "bootstrap.servers": self.services.kafka_bootstrap_servers,
                 "enable.idempotence": "true",
+                # Whatever the input topic accepts, so oversized poison reaches it.
+                "message.max.bytes": str(INPUT_TOPIC_MAX_MESSAGE_BYTES),
             }
         )
         placed: dict[int, tuple[int, int]] = {}

@@ -1,113 +1,103 @@
-"""Messages that can never be processed go to the dead-letter topic with their
-original bytes and the reason, while the good events around them are stored."""
+"""The poison corpus (tests/poison.py) through the real daemon: every case goes
+to the dead-letter topic once, with its original bytes and its reason, while the
+good events around it are stored and the daemon goes on; the hostile but valid
+event is stored byte for byte."""
 
 from __future__ import annotations
 
 import json
-import random
-from dataclasses import dataclass
+from collections.abc import Iterator
 from itertools import zip_longest
 
-import schemas
+import pytest
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from .avro_framing import alarm_event_json, single_object, to_record
+from tests import poison
+
 from .polling import wait_until
 from .sample import expect
+from .schema_registry import LocalSchemaRegistry
 from .stack import RUN_TIMEOUT_S
 
-COLLECTOR_HEADER = ("collector", b"robot-integration")
-INVALID_UTF8_PLACEHOLDER = "@@not-utf8@@"
 GOOD_EVENTS_PER_PHASE = 12
+SUBJECT = "alarms-value"
+# alarm_events columns and the record fields they hold, as text.
+TEXT_COLUMNS = {
+    "iactoken": "iactoken",
+    "alarm_text": "alarmText",
+    "additional_info": "additionalInfo",
+    "node_name": "nodeName",
+    "customer": "customer",
+    "ticket_id": "TicketID",
+}
 
 
-@dataclass(frozen=True)
-class BadInput:
-    kind: str
-    value: bytes | None
-    reason: str
-
-    @property
-    def key(self) -> bytes:
-        return f"bad-{self.kind}".encode()
+@pytest.fixture
+def schema_registry() -> Iterator[LocalSchemaRegistry]:
+    registry = LocalSchemaRegistry()
+    try:
+        yield registry
+    finally:
+        registry.close()
 
 
-def bad_inputs(document: dict) -> list[BadInput]:
-    """One message per permanent error kind, built from a good sample event."""
-    schema = schemas.load(schemas.ALARM_EVENT)
-    reader = alarm_event_json()
+def _framing(name: str, registry: LocalSchemaRegistry):
+    """The framing a producer uses, and the daemon settings that read it."""
+    if name == "single-object":
+        return poison.SingleObjectFraming(), {}
+    client = SchemaRegistryClient({"url": registry.url})
 
-    def encoded(**changes) -> bytes:
-        return single_object(schema, to_record({**document, **changes}, reader))
+    def register(schema: dict) -> int:
+        return client.register_schema(
+            SUBJECT, RegistrySchema(json.dumps(schema), "AVRO")
+        )
 
-    good = encoded()
-    body = good[len(schema.header) :]
-    rng = random.Random(20240311)
-    noise = rng.randbytes(64)
-    assert noise[:2] != schemas.SINGLE_OBJECT_MAGIC
-    stranger = rng.randbytes(len(schema.fingerprint))
-    assert stranger not in schemas.known_writers()
-    with_placeholder = encoded(nodeName=INVALID_UTF8_PLACEHOLDER)
-    placeholder = INVALID_UTF8_PLACEHOLDER.encode()
-    not_utf8 = with_placeholder.replace(
-        placeholder, b"\xff\xfe" + placeholder[2:]
-    )  # same length, so the Avro string length still matches
-    return [
-        BadInput("random-bytes", noise, "bad_framing"),
-        BadInput("empty-value", b"", "empty_value"),
-        BadInput("tombstone", None, "empty_value"),
-        BadInput("truncated", good[: len(good) // 2], "malformed_record"),
-        BadInput("trailing-garbage", good + b"\x06extra", "malformed_record"),
-        BadInput("wrong-magic", b"\xc3\x02" + good[2:], "bad_framing"),
-        BadInput(
-            "unknown-fingerprint",
-            schemas.SINGLE_OBJECT_MAGIC + stranger + body,
-            "unknown_schema",
-        ),
-        BadInput(
-            "nul-in-alarm-text", encoded(alarmText="BCF\x00FAULTY"), "unstorable_value"
-        ),
-        BadInput("invalid-utf8", not_utf8, "invalid_utf8"),
-        BadInput("empty-iactoken", encoded(iactoken=""), "invalid_field"),
-    ]
+    settings = {
+        "ALARMD_INPUT_ENCODING": "confluent",
+        "ALARMD_SCHEMA_REGISTRY_URL": registry.url,
+    }
+    return poison.ConfluentFraming(register), settings
 
 
-def good_messages(lines: list[str]) -> list[tuple[bytes, bytes, list]]:
-    schema = schemas.load(schemas.ALARM_EVENT)
-    reader = alarm_event_json()
-    messages = []
-    for line in lines:
-        document = json.loads(line)
-        value = single_object(schema, to_record(document, reader))
-        messages.append((document["iactoken"].encode(), value, [COLLECTOR_HEADER]))
-    return messages
-
-
-def test_every_permanent_error_is_dead_lettered_and_the_daemon_goes_on(
-    stack, sample_lines
+@pytest.mark.parametrize("framing_name", ["single-object", "confluent"])
+def test_every_poison_case_is_dead_lettered_once_and_the_daemon_goes_on(
+    stack, sample_lines, schema_registry, framing_name
 ):
-    """Each bad message lands on the dead-letter topic with its key, value,
-    headers and reason, gets an error row, and the daemon keeps storing good
-    events after them until it exits idle with 0."""
+    """Each poison case lands on the dead-letter topic exactly once with its key,
+    value, headers, reason and a readable detail, and gets an error row; the good
+    events around the cases and after them are all stored, and the daemon keeps
+    running until it exits idle with 0."""
+    framing, daemon_env = _framing(framing_name, schema_registry)
     first_lines = sample_lines[:GOOD_EVENTS_PER_PHASE]
     later_lines = sample_lines[GOOD_EVENTS_PER_PHASE : 2 * GOOD_EVENTS_PER_PHASE]
-    bad = bad_inputs(json.loads(sample_lines[0]))
-    bad_messages = [(b.key, b.value, [COLLECTOR_HEADER]) for b in bad]
+    cases = poison.corpus(json.loads(sample_lines[0]), framing)
+    bad = poison.poison(cases)
+
+    def good(lines: list[str]) -> list[poison.Message]:
+        return [
+            poison.Message(json.loads(line)["iactoken"].encode(),
+                           poison.encode(json.loads(line), framing))
+            for line in lines
+        ]  # fmt: skip
+
     mixed = [
         message
-        for pair in zip_longest(good_messages(first_lines), bad_messages)
+        for pair in zip_longest(good(first_lines), [c.message for c in cases])
         for message in pair
         if message is not None
     ]
-    placed = dict(zip([m[0] for m in mixed], stack.produce_raw(mixed), strict=True))
+    placed = stack.produce_raw([(m.key, m.value, m.headers) for m in mixed])
+    where = {id(m): at for m, at in zip(mixed, placed, strict=True)}
 
-    daemon = stack.start_daemon()
-    first = expect(first_lines)
+    daemon = stack.start_daemon(extra_env=daemon_env)
+    first = expect(first_lines).events + len(poison.verbatim(cases))
 
     def mixed_messages_processed() -> bool:
         counts = stack.counts()
         return (counts["processing_errors"], counts["alarm_events"]) == (
             len(bad),
-            first.events,
+            first,
         )
 
     wait_until(
@@ -118,25 +108,24 @@ def test_every_permanent_error_is_dead_lettered_and_the_daemon_goes_on(
         ),
     )
     assert daemon.running()
-    stack.produce_raw(good_messages(later_lines))
+    stack.produce_raw([(m.key, m.value, m.headers) for m in good(later_lines)])
     exit_code = daemon.wait(RUN_TIMEOUT_S)
 
     assert exit_code == 0, daemon.tail()
-    assert daemon.events("idle_exit")
-    both = expect(first_lines + later_lines)
     counts = stack.counts()
-    assert counts["alarm_events"] == both.events
+    assert counts["alarm_events"] == (
+        expect(first_lines + later_lines).events + len(poison.verbatim(cases))
+    )
     assert counts["processing_errors"] == len(bad)
     assert counts["outbox_pending"] == 0
 
-    errors = stack.query(
-        "SELECT source_topic, source_partition, source_offset, stage, reason "
-        "FROM processing_errors"
-    )
-    assert sorted(errors) == sorted(
-        (stack.topics.input, *placed[b.key], "decode", b.reason) for b in bad
-    )
-
+    errors = {
+        (partition, offset): (topic, stage, reason, detail)
+        for topic, partition, offset, stage, reason, detail in stack.query(
+            "SELECT source_topic, source_partition, source_offset, stage, reason, "
+            "detail FROM processing_errors"
+        )
+    }
     dead = stack.records(stack.topics.dead_letter)
     by_source = {
         (int(r.text_header("alarmd-source-partition")),
@@ -144,10 +133,44 @@ def test_every_permanent_error_is_dead_lettered_and_the_daemon_goes_on(
         for r in dead
     }  # fmt: skip
     assert len(dead) == len(by_source) == len(bad)
-    for wrong in bad:
-        record = by_source[placed[wrong.key]]
-        assert (record.key, record.value) == (wrong.key, wrong.value), wrong.kind
-        assert record.headers[0] == COLLECTOR_HEADER, wrong.kind
+    for case in bad:
+        source = where[id(case.message)]
+        topic, stage, reason, detail = errors[source]
+        assert (topic, stage, reason) == (stack.topics.input, "decode", case.reason)
+        assert case.detail in detail, case.name
+
+        record = by_source[source]
+        assert (record.key, record.value) == (case.message.key, case.message.value)
+        original = record.headers[: len(case.message.headers)]
+        assert list(original) == case.message.headers, case.name
         assert record.text_header("alarmd-source-topic") == stack.topics.input
-        assert record.text_header("alarmd-error-stage") == "decode", wrong.kind
-        assert record.text_header("alarmd-error-reason") == wrong.reason, wrong.kind
+        assert record.text_header("alarmd-error-stage") == "decode", case.name
+        assert record.text_header("alarmd-error-reason") == case.reason, case.name
+        assert case.detail in record.text_header("alarmd-error-detail"), case.name
+
+
+def test_hostile_text_is_stored_byte_for_byte(stack, sample_lines):
+    """SQL, HTML, template and format-string text in fields and attributes is
+    not an error: the stored row holds exactly the bytes that were sent."""
+    cases = poison.corpus(json.loads(sample_lines[0]), poison.SingleObjectFraming())
+    (hostile,) = poison.verbatim(cases)
+    stack.produce_raw(
+        [(hostile.message.key, hostile.message.value, hostile.message.headers)]
+    )
+
+    stack.run_daemon_until_idle()
+
+    columns = ", ".join(f"convert_to({c}, 'UTF8')" for c in TEXT_COLUMNS)
+    rows = stack.query(
+        f"SELECT {columns}, additional_fields::text FROM alarm_events "
+        "WHERE iactoken = %s",
+        (hostile.stored["iactoken"],),
+    )
+    assert len(rows) == 1, rows
+    *texts, attributes = rows[0]
+    sent = hostile.stored
+    assert [bytes(t) for t in texts] == [
+        sent[name].encode("utf-8") for name in TEXT_COLUMNS.values()
+    ]
+    assert json.loads(attributes) == sent["attributes"]
+    assert stack.counts()["processing_errors"] == 0

@@ -1,5 +1,5 @@
 """Values at the edges of what Kafka and PostgreSQL hold: an alarm near the
-input topic's size limit is carried downstream, and a row PostgreSQL refuses
+daemon's size limit is carried downstream, and a row PostgreSQL refuses
 for its size is dead-lettered while the daemon goes on."""
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import string
 from confluent_kafka import Producer
 
 import schemas
+from alarmd.settings import DEFAULT_MAX_EVENT_BYTES
 
 from .avro_framing import alarm_event_json, single_object, to_record
 from .sample import expect
 from .stack import RUN_TIMEOUT_S
 
-# Just under the broker's default max.message.bytes (1 MiB + 12 bytes) of the
-# input topic, so the downstream messages, which carry the alarm and a little
-# more, are over it.
-NEAR_LIMIT_ADDITIONAL_INFO_BYTES = 1_047_000
+# Just under ALARMD_MAX_EVENT_BYTES (the rest of the event is well under 1,500
+# bytes), so the alarm is stored, and the downstream messages, which carry it and
+# a little more, are over the broker's default max.message.bytes (1 MiB + 12).
+NEAR_LIMIT_ADDITIONAL_INFO_BYTES = DEFAULT_MAX_EVENT_BYTES - 1_500
 # PostgreSQL's btree index rows end at 2704 bytes; the iactoken is indexed.
 OVERLONG_IACTOKEN_CHARS = 4000
 
@@ -30,11 +31,11 @@ def _encoded(document: dict) -> bytes:
     return single_object(schema, to_record(document, alarm_event_json()))
 
 
-def test_an_alarm_near_the_input_size_limit_reaches_every_downstream_topic(
+def test_an_alarm_near_the_size_limit_reaches_every_downstream_topic(
     stack, sample_lines
 ):
-    """A ~1 MB in-scope final alarm is accepted by the input topic; its predictive
-    request and iAC1 document, a little larger, are delivered too."""
+    """A ~1 MB in-scope final alarm, just under ALARMD_MAX_EVENT_BYTES, is stored;
+    its predictive request and iAC1 document, a little larger, are delivered too."""
     big = json.loads(next(line for line in sample_lines if '"final": true' in line))
     big["scope"], big["final"] = "In", True
     big["iactoken"] = "near-limit-1"
