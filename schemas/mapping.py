@@ -49,6 +49,7 @@ def json_to_event(document: dict[str, Any]) -> dict[str, Any]:
         else:
             record[name] = value if isinstance(value, str) else _json_text(value)
     record["attributes"] = attributes
+    _require_unicode([*record.items(), *attributes.items()])
     return record
 
 
@@ -63,6 +64,20 @@ def event_to_json(record: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _require_unicode(pairs: list[tuple[str, Any]]) -> None:
+    """JSON's \\u escapes can spell half a surrogate pair, which is not text and
+    which no Avro string (UTF-8) can hold."""
+    for name, value in pairs:
+        for text in (name, value) if isinstance(value, str) else (name,):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise MappingError(
+                    f"field {name!r} holds {text[exc.start]!r}, half of a surrogate pair, "
+                    "which is not Unicode text; the line's \\u escapes are broken"
+                ) from exc
+
+
 def parse_time(value: Any) -> datetime:
     if not isinstance(value, str):
         raise MappingError(f"eventTime must be an ISO-8601 string, not {value!r}")
@@ -72,7 +87,12 @@ def parse_time(value: Any) -> datetime:
         raise MappingError(f"eventTime {value!r} is not ISO-8601: {exc}") from exc
     if moment.tzinfo is None:
         raise MappingError(f"eventTime {value!r} has no UTC offset")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise MappingError(
+            f"eventTime {value!r} falls outside the years 1 to 9999 in UTC"
+        ) from exc
 
 
 def _json_text(value: Any) -> str:

@@ -9,14 +9,28 @@ with each other.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests import avro_wire
+
+# Property tests: about a hundred examples each keeps every one to a few seconds.
+# CI runs a fixed sequence of examples, so a run is repeatable; elsewhere each run
+# explores new ones. HYPOTHESIS_PROFILE=thorough digs deeper before a release.
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci", parent=settings.get_profile("default"), derandomize=True
+)
+settings.register_profile("thorough", max_examples=5_000, deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_FILE = REPO_ROOT / ".." / "shared" / "data" / "alarms-sample.jsonl"

@@ -151,6 +151,8 @@ def test_non_boolean_flag_raises_mapping_error(field, value):
         pytest.param("2024-03-11T01:00:15", id="no-offset"),
         pytest.param("11/03/2024 01:00:15", id="not-iso"),
         pytest.param(1710115215, id="a-number"),
+        pytest.param("0001-01-01T00:00:00+05:00", id="before-year-1-in-utc"),
+        pytest.param("9999-12-31T23:00:00-05:00", id="after-year-9999-in-utc"),
     ],
 )
 def test_unusable_event_time_raises_mapping_error(event_time):
@@ -165,3 +167,20 @@ def test_a_line_that_is_not_an_object_is_refused_as_such():
 
     with pytest.raises(MappingError, match="JSON object, not list"):
         json_to_event([1, 2])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param('"iactoken": "31\\ud800"', id="in-a-field"),
+        pytest.param('"vendorNote\\udc80": "x"', id="in-an-extra-name"),
+        pytest.param('"dn": {"cell": "\\udbff"}', id="in-a-nested-value"),
+    ],
+)
+def test_a_lone_surrogate_from_a_json_escape_raises_mapping_error(line):
+    """Half a surrogate pair (a broken \\u escape) is not text Avro can hold, so
+    the line is refused instead of failing in the encoder."""
+    document = {**_minimal_document(), **json.loads("{" + line + "}")}
+
+    with pytest.raises(MappingError, match="surrogate"):
+        json_to_event(document)
