@@ -229,3 +229,16 @@ def test_a_password_in_the_url_query_is_masked_too():
     assert "s3cr3tPW" not in shown and shown.startswith(
         "postgresql+psycopg2://alarmd@db"
     )
+
+
+def test_max_event_bytes_above_the_input_topic_limit_is_refused(monkeypatch):
+    """ALARMD_MAX_EVENT_BYTES cannot exceed what the input topic accepts (8 MiB),
+    since no larger value could ever reach the daemon; the error names it."""
+    from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, describe_settings_error
+
+    monkeypatch.setenv("ALARMD_MAX_EVENT_BYTES", str(INPUT_TOPIC_MAX_MESSAGE_BYTES + 1))
+
+    with pytest.raises(ValueError) as caught:
+        load_settings()
+
+    assert describe_settings_error(caught.value).startswith("ALARMD_MAX_EVENT_BYTES:")
