@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from alarmd import logs
-from alarmd.errors import TransientError
+from alarmd.errors import ConfigurationError, TransientError
 from alarmd.health import Health
 from consumer.commit import to_commit
 from consumer.retry import PausingRetry
@@ -40,6 +40,20 @@ CONSUMER_DEFAULTS = {
     "max.poll.interval.ms": "300000",
 }
 
+# librdkafka errors that no retry cures: the broker refused our credentials, or
+# its certificate does not verify against the CA we trust.
+REFUSED_CONNECTION_ERRORS = {
+    KafkaError._AUTHENTICATION: (
+        "check ALARMD_KAFKA_SASL_USERNAME, ALARMD_KAFKA_SASL_PASSWORD and "
+        "ALARMD_KAFKA_SASL_MECHANISM (or the sasl.* entries of ALARMD_KAFKA_PROPERTIES)"
+    ),
+    KafkaError._SSL: (
+        "check ALARMD_KAFKA_SSL_CA_LOCATION (or ssl.ca.location in "
+        "ALARMD_KAFKA_PROPERTIES) and that the broker's certificate names the host "
+        "in ALARMD_KAFKA_BOOTSTRAP_SERVERS"
+    ),
+}
+
 Partitions = set[tuple[str, int]]
 # Called with the partitions just assigned or revoked, after the member's own
 # bookkeeping; may return extra fields for the lifecycle log line.
@@ -51,7 +65,9 @@ class GroupMember:
 
     `config` is librdkafka configuration on top of CONSUMER_DEFAULTS (group.id
     included); the member adds its own error callback. `on_fatal` is called
-    when librdkafka reports a fatal error.
+    when librdkafka reports a fatal error. A broker that refuses the
+    credentials or whose certificate does not verify makes `consume` and
+    `poll_while_paused` raise ConfigurationError.
     """
 
     def __init__(
@@ -67,6 +83,7 @@ class GroupMember:
         self._paused = False
         self._stash: list[Any] = []
         self._last_kafka_error = ""
+        self._refused: str | None = None
         self._on_assigned: RebalanceHook | None = None
         self._on_revoked: RebalanceHook | None = None
 
@@ -108,6 +125,7 @@ class GroupMember:
         within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
         health probe."""
         messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
+        self._raise_if_refused()
         self._health.beat()
         return [m for m in messages if self._usable(m)]
 
@@ -128,6 +146,11 @@ class GroupMember:
             for m in self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
             if self._usable(m)
         ]
+        self._raise_if_refused()
+
+    def _raise_if_refused(self) -> None:
+        if self._refused is not None:
+            raise ConfigurationError(self._refused)
 
     def _take_stash(self) -> list[Any]:
         stash, self._stash = self._stash, []
@@ -191,6 +214,13 @@ class GroupMember:
                  total=len(self.assigned), **extra)  # fmt: skip
 
     def _on_kafka_error(self, error: KafkaError) -> None:
+        if self._refused is None and _is_refusal(error):
+            log.error("kafka_connection_refused", error=error.str())
+            self._refused = (
+                f"the Kafka broker refused the connection: {error.str()}; "
+                f"{REFUSED_CONNECTION_ERRORS[error.code()]}"
+            )
+            return
         # Warn again only when the error text changes: librdkafka repeats itself.
         if error.fatal():
             log.error("kafka_fatal_error", error=error.str())
@@ -198,3 +228,14 @@ class GroupMember:
         elif error.str() != self._last_kafka_error:
             self._last_kafka_error = error.str()
             log.warning("kafka_error", error=error.str())
+
+
+def _is_refusal(error: KafkaError) -> bool:
+    """True when the error says the settings are wrong, not that the broker is
+    away: refused credentials, or a certificate that does not verify. Other
+    _SSL failures, such as a handshake a restarting broker cuts short, are
+    retried like any disconnect."""
+    if error.code() == KafkaError._AUTHENTICATION:
+        return True
+    text = error.str().lower()
+    return error.code() == KafkaError._SSL and "certificate" in text
