@@ -13,7 +13,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from alarmd import logs
-from alarmd.errors import ConfigurationError, TransientError
+from alarmd.broker_refusal import RefusalWatch
+from alarmd.errors import TransientError
 from alarmd.health import Health
 from consumer.commit import to_commit
 from consumer.retry import PausingRetry
@@ -38,20 +39,6 @@ CONSUMER_DEFAULTS = {
     "isolation.level": "read_committed",
     "session.timeout.ms": "45000",
     "max.poll.interval.ms": "300000",
-}
-
-# librdkafka errors that no retry cures: the broker refused our credentials, or
-# its certificate does not verify against the CA we trust.
-REFUSED_CONNECTION_ERRORS = {
-    KafkaError._AUTHENTICATION: (
-        "check ALARMD_KAFKA_SASL_USERNAME, ALARMD_KAFKA_SASL_PASSWORD and "
-        "ALARMD_KAFKA_SASL_MECHANISM (or the sasl.* entries of ALARMD_KAFKA_PROPERTIES)"
-    ),
-    KafkaError._SSL: (
-        "check ALARMD_KAFKA_SSL_CA_LOCATION (or ssl.ca.location in "
-        "ALARMD_KAFKA_PROPERTIES) and that the broker's certificate names the host "
-        "in ALARMD_KAFKA_BOOTSTRAP_SERVERS"
-    ),
 }
 
 Partitions = set[tuple[str, int]]
@@ -83,7 +70,7 @@ class GroupMember:
         self._paused = False
         self._stash: list[Any] = []
         self._last_kafka_error = ""
-        self._refused: str | None = None
+        self._refusal = RefusalWatch()
         self._on_assigned: RebalanceHook | None = None
         self._on_revoked: RebalanceHook | None = None
 
@@ -125,7 +112,7 @@ class GroupMember:
         within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
         health probe."""
         messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
-        self._raise_if_refused()
+        self._refusal.raise_if_refused()
         self._health.beat()
         return [m for m in messages if self._usable(m)]
 
@@ -146,11 +133,7 @@ class GroupMember:
             for m in self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
             if self._usable(m)
         ]
-        self._raise_if_refused()
-
-    def _raise_if_refused(self) -> None:
-        if self._refused is not None:
-            raise ConfigurationError(self._refused)
+        self._refusal.raise_if_refused()
 
     def _take_stash(self) -> list[Any]:
         stash, self._stash = self._stash, []
@@ -214,12 +197,7 @@ class GroupMember:
                  total=len(self.assigned), **extra)  # fmt: skip
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        if self._refused is None and _is_refusal(error):
-            log.error("kafka_connection_refused", error=error.str())
-            self._refused = (
-                f"the Kafka broker refused the connection: {error.str()}; "
-                f"{REFUSED_CONNECTION_ERRORS[error.code()]}"
-            )
+        if self._refusal.notice(error):
             return
         # Warn again only when the error text changes: librdkafka repeats itself.
         if error.fatal():
@@ -228,14 +206,3 @@ class GroupMember:
         elif error.str() != self._last_kafka_error:
             self._last_kafka_error = error.str()
             log.warning("kafka_error", error=error.str())
-
-
-def _is_refusal(error: KafkaError) -> bool:
-    """True when the error says the settings are wrong, not that the broker is
-    away: refused credentials, or a certificate that does not verify. Other
-    _SSL failures, such as a handshake a restarting broker cuts short, are
-    retried like any disconnect."""
-    if error.code() == KafkaError._AUTHENTICATION:
-        return True
-    text = error.str().lower()
-    return error.code() == KafkaError._SSL and "certificate" in text

@@ -6,6 +6,8 @@ wrong CA end the process with a sentence instead of retrying forever."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import requests
 import trustme
 
 from .polling import wait_until
-from .sample import SampleExpectation, assert_sample_delivered
+from .sample import ROOT, SampleExpectation, assert_sample_delivered
 from .secured import SECURED_ENV, SecuredServices
 from .stack import RUN_TIMEOUT_S, Stack
 
@@ -206,3 +208,31 @@ def test_refused_secured_connection_exits_with_a_sentence_and_no_password(
     assert last_line.startswith("alarmd: "), daemon.tail()
     assert all(part in last_line for part in sentence), last_line
     assert_no_secret_in({"the daemon's output": output}, secrets_of(secured, env))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["topics", "create"], ["produce", "--no-progress", "SAMPLE"]],
+    ids=["topics create", "produce"],
+)
+def test_tools_exit_with_a_sentence_when_the_broker_refuses_the_password(
+    secured_stack: Stack, secured: SecuredServices, sample_path: Path, command
+):
+    """`alarmd topics create` and `alarmd produce` stop at the first refusal
+    with exit 2 and the setting to fix, instead of waiting out their timeouts."""
+    env = secured.env(secured_stack.database, kafka_password="not-the-password-42")
+    args = [str(sample_path) if arg == "SAMPLE" else arg for arg in command]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "alarmd.cli", *args],
+        env=secured_stack.env(env), cwd=ROOT, capture_output=True, text=True,
+        timeout=REFUSAL_EXIT_TIMEOUT_S,
+    )  # fmt: skip
+
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == MISCONFIGURED_EXIT_CODE, done.stderr[-2000:]
+    assert "refused the connection" in last_line, last_line
+    assert "ALARMD_KAFKA_SASL_PASSWORD" in last_line, last_line
+    assert_no_secret_in(
+        {f"`alarmd {command[0]}`": done.stdout + done.stderr}, secrets_of(secured, env)
+    )
