@@ -214,6 +214,21 @@ class Settings(BaseSettings):
             return {str(k): str(v) for k, v in value.items()}
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: SecretStr) -> SecretStr:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(value.get_secret_value())
+        except Exception:  # noqa: BLE001 - the parser's text would quote the URL
+            raise ValueError(
+                "not a SQLAlchemy URL such as "
+                "postgresql+psycopg2://user:password@host:5432/alarmd (check the "
+                "port and that special characters in the password are %-encoded)"
+            ) from None
+        return value
+
     @model_validator(mode="after")
     def _kafka_security_set_once(self) -> Settings:
         for field, prop in TYPED_KAFKA_PROPERTIES.items():

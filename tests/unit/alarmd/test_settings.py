@@ -339,3 +339,28 @@ def test_a_password_in_the_url_query_is_masked_too():
     assert "s3cr3tPW" not in shown and shown.startswith(
         "postgresql+psycopg2://alarmd@db"
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg2://alarmd:{DATABASE_PASSWORD}@db:notaport/alarmd",
+        f"not a url {DATABASE_PASSWORD}",
+    ],
+    ids=["port not a number", "no scheme"],
+)
+def test_database_url_that_does_not_parse_is_refused_without_showing_it(
+    monkeypatch, url
+):
+    """A URL SQLAlchemy cannot parse stops start-up with a sentence naming the
+    variable, and the sentence does not quote the URL or its password."""
+    from alarmd.settings import describe_settings_error
+
+    monkeypatch.setenv("ALARMD_DATABASE_URL", url)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    sentence = describe_settings_error(raised.value)
+    assert sentence.startswith("ALARMD_DATABASE_URL: ")
+    assert DATABASE_PASSWORD not in sentence
