@@ -353,7 +353,8 @@ write_secured_env() {
       echo "SECURED_KAFKA_SASL_PASSWORD_FILE=$KAFKA_PASSWORD_FILE"
     fi
     if pg_running; then
-      echo "SECURED_DATABASE_URL=postgresql+psycopg2://$PG_TLS_ROLE@127.0.0.1:$PG_PORT/alarmd?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt"
+      # Quoted: the shell that sources this file would take & for itself.
+      echo "SECURED_DATABASE_URL='postgresql+psycopg2://$PG_TLS_ROLE@127.0.0.1:$PG_PORT/alarmd?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt'"
       echo "SECURED_DATABASE_USERNAME=$PG_TLS_ROLE"
       echo "SECURED_DATABASE_PASSWORD_FILE=$PG_PASSWORD_FILE"
     fi
