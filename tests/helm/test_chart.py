@@ -10,7 +10,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from alarmd.settings import Settings
+from alarmd.settings import SECRET_KAFKA_PROPERTIES, Settings
 
 from .chart import (
     CHART,
@@ -213,6 +213,16 @@ def test_no_secret_setting_is_in_any_config_map(values):
         assert not leaked, f"ConfigMap {config_map['metadata']['name']} holds {leaked}"
         for name in json.loads(data.get("ALARMD_KAFKA_PROPERTIES", "{}")):
             assert not re.search(r"password|secret|token|credentials", name, re.I)
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_KAFKA_PROPERTIES))
+def test_every_property_alarmd_masks_is_refused_in_plain_kafka_properties(name: str):
+    """What `alarmd config` treats as a secret cannot reach the ConfigMap
+    through kafka.properties; it belongs in kafka.existingSecret."""
+    escaped = name.replace(".", "\\.")
+    done = helm(*template_args(None, f"kafka.properties.{escaped}=x"))
+    assert done.returncode != 0, f"kafka.properties accepted {name}"
+    assert "schema" in done.stderr.lower(), done.stderr
 
 
 @pytest.mark.parametrize(
