@@ -13,11 +13,13 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 InputEncoding = Literal["single-object", "confluent", "schemaless"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 # The input topic's max.message.bytes as `alarmd topics create` sets it: far above
 # any real alarm, so an oversized one reaches the daemon and is dead-lettered with
@@ -25,8 +27,35 @@ SmtpSecurity = Literal["none", "starttls", "tls"]
 INPUT_TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 
-# librdkafka properties whose values are secrets: masked by `alarmd config`.
-SECRET_PROPERTY_WORDS = ("password", "secret", "key", "token", "credentials")
+# librdkafka properties that hold secrets, by what they are: passwords, client
+# secrets, private keys and credentials given inline. Paths to such files
+# (ssl.key.location, ssl.keystore.location) are not secrets and are shown.
+SECRET_KAFKA_PROPERTIES = frozenset(
+    {
+        "sasl.password",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+        "sasl.jaas.config",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "ssl.truststore.password",
+    }
+)
+# Beyond those, any property or URL query parameter whose last word says it is
+# a secret, such as `password` or a vendor's `*.client.secret`.
+SECRET_NAME_WORDS = ("password", "passphrase", "secret", "token", "credentials")
+# The typed Kafka settings and the librdkafka property each one sets.
+TYPED_KAFKA_PROPERTIES = {
+    "kafka_security_protocol": "security.protocol",
+    "kafka_sasl_mechanism": "sasl.mechanism",
+    "kafka_sasl_username": "sasl.username",
+    "kafka_sasl_password": "sasl.password",
+    "kafka_ssl_ca_location": "ssl.ca.location",
+}
+MASK = "********"
 
 
 class Settings(BaseSettings):
@@ -42,9 +71,23 @@ class Settings(BaseSettings):
         description="Extra librdkafka properties as a JSON object, applied to every "
         'consumer, producer and admin client, e.g. {"security.protocol": "SASL_SSL"}.',
     )
+    kafka_security_protocol: KafkaSecurityProtocol | None = Field(
+        None, description="security.protocol of every Kafka client; default: PLAINTEXT."
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="sasl.mechanism for SASL_SSL or SASL_PLAINTEXT."
+    )
+    kafka_sasl_username: str | None = Field(None, description="sasl.username.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="sasl.password.")
+    kafka_ssl_ca_location: FilePath | None = Field(
+        None,
+        description="ssl.ca.location: the CA bundle (PEM) to verify the brokers "
+        "with; default: the system's.",
+    )
     database_url: SecretStr = Field(
         SecretStr("postgresql+psycopg2://alarmd@127.0.0.1:5432/alarmd"),
-        description="SQLAlchemy URL of the PostgreSQL database.",
+        description="SQLAlchemy URL of the PostgreSQL database; for TLS, add "
+        "?sslmode=verify-full&sslrootcert=/path/ca.crt.",
     )
 
     # Topics and group.
@@ -184,10 +227,47 @@ class Settings(BaseSettings):
             return {str(k): str(v) for k, v in value.items()}
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_parses(cls, value: SecretStr) -> SecretStr:
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(value.get_secret_value())
+        except Exception:  # noqa: BLE001 - the parser's text would quote the URL
+            raise ValueError(
+                "not a SQLAlchemy URL such as "
+                "postgresql+psycopg2://user:password@host:5432/alarmd (check the "
+                "port and that special characters in the password are %-encoded)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security_set_once(self) -> Settings:
+        for field, prop in TYPED_KAFKA_PROPERTIES.items():
+            if getattr(self, field) is not None and prop in self.kafka_properties:
+                raise ValueError(
+                    f"{_variable(field)} and {prop} in ALARMD_KAFKA_PROPERTIES "
+                    "both set the same property; keep one of them"
+                )
+        if (self.kafka_sasl_username is None) != (self.kafka_sasl_password is None):
+            raise ValueError(
+                "ALARMD_KAFKA_SASL_USERNAME and ALARMD_KAFKA_SASL_PASSWORD go "
+                "together; set both or neither"
+            )
+        return self
+
     def kafka_common(self) -> dict[str, str]:
-        """Properties every client gets: bootstrap servers plus the extras."""
+        """Properties every client gets: bootstrap servers, the typed security
+        settings that are set, and the extras."""
+        typed = {
+            prop: _plain(getattr(self, field))
+            for field, prop in TYPED_KAFKA_PROPERTIES.items()
+            if getattr(self, field) is not None
+        }
         return {
             "bootstrap.servers": self.kafka_bootstrap_servers,
+            **typed,
             **self.kafka_properties,
         }
 
@@ -206,13 +286,33 @@ class Settings(BaseSettings):
         shown = self.model_dump(mode="json")
         shown["database_url"] = mask_url(self.database_url.get_secret_value())
         shown["kafka_properties"] = {
-            k: ("********" if any(w in k.lower() for w in SECRET_PROPERTY_WORDS) else v)
+            k: (MASK if is_secret_property(k) else mask_credentials_in(v))
             for k, v in self.kafka_properties.items()
         }
-        shown["notify_webhooks"] = {k: "********" for k in self.notify_webhooks}
-        if self.smtp_password is not None:
-            shown["smtp_password"] = "********"
+        if self.schema_registry_url is not None:
+            shown["schema_registry_url"] = mask_url(self.schema_registry_url)
+        for field in list(shown):
+            if isinstance(getattr(self, field), SecretStr):
+                shown[field] = MASK
+        shown["notify_webhooks"] = {k: MASK for k in self.notify_webhooks}
+        shown["database_url"] = mask_url(self.database_url.get_secret_value())
         return shown
+
+
+def is_secret_property(name: str) -> bool:
+    """True for a librdkafka property (or URL parameter) that holds a secret
+    itself; a `*.location` names a file and is not one."""
+    name = name.lower()
+    if name in SECRET_KAFKA_PROPERTIES:
+        return True
+    last = name.replace("_", ".").split(".")[-1]
+    return any(word in last for word in SECRET_NAME_WORDS)
+
+
+def mask_credentials_in(value: str) -> str:
+    """A value shown as it is unless it is a URL with credentials, whose
+    password is masked (a registry or proxy URL, say)."""
+    return mask_url(value) if "://" in value and "@" in value else value
 
 
 def mask_url(url: str) -> str:
@@ -222,14 +322,14 @@ def mask_url(url: str) -> str:
 
     try:
         parsed = make_url(url)
-        hidden = {
-            key: "***"
-            for key in parsed.query
-            if any(word in key.lower() for word in SECRET_PROPERTY_WORDS)
-        }
+        hidden = {key: "***" for key in parsed.query if is_secret_property(key)}
         return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
-        return "********"
+        return MASK
+
+
+def _plain(value: Any) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from alarmd.broker_refusal import RefusalWatch
 from alarmd.logs import librdkafka_logger
 from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, Settings
 
@@ -15,12 +18,20 @@ ADMIN_TIMEOUT_S = 30.0
 # topic's limit leaves ample room.
 OUTPUT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 COUNT_POLL_S = 1.0
+ADMIN_POLL_S = 0.5
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
-    """Creates the topics that do not exist; returns {topic: "created" | "exists"}."""
+    """Creates the topics that do not exist; returns {topic: "created" | "exists"}.
+    Raises ConfigurationError as soon as the broker refuses the credentials or
+    the certificate."""
+    refusal = RefusalWatch()
     admin = AdminClient(
-        {**settings.kafka_common(), "logger": librdkafka_logger()}  # type: ignore[dict-item]
+        {
+            **settings.kafka_common(),
+            "logger": librdkafka_logger(),  # type: ignore[dict-item]
+            "error_cb": refusal.notice,
+        }  # fmt: skip
     )
     wanted = [
         NewTopic(
@@ -41,8 +52,12 @@ def create_topics(settings: Settings) -> dict[str, str]:
     for topic, future in admin.create_topics(
         wanted, operation_timeout=ADMIN_TIMEOUT_S
     ).items():
+        deadline = time.monotonic() + ADMIN_TIMEOUT_S
+        while not future.done() and time.monotonic() < deadline:
+            admin.poll(ADMIN_POLL_S)  # serves the error callback
+            refusal.raise_if_refused()
         try:
-            future.result(timeout=ADMIN_TIMEOUT_S)
+            future.result(timeout=max(deadline - time.monotonic(), 0))
             outcome[topic] = "created"
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:

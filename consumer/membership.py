@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 
 from alarmd import logs
+from alarmd.broker_refusal import RefusalWatch
 from alarmd.errors import TransientError
 from alarmd.health import Health
 from consumer.commit import to_commit
@@ -51,7 +52,9 @@ class GroupMember:
 
     `config` is librdkafka configuration on top of CONSUMER_DEFAULTS (group.id
     included); the member adds its own error callback. `on_fatal` is called
-    when librdkafka reports a fatal error.
+    when librdkafka reports a fatal error. A broker that refuses the
+    credentials or whose certificate does not verify makes `consume` and
+    `poll_while_paused` raise ConfigurationError.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class GroupMember:
         self._paused = False
         self._stash: list[Any] = []
         self._last_kafka_error = ""
+        self._refusal = RefusalWatch()
         self._on_assigned: RebalanceHook | None = None
         self._on_revoked: RebalanceHook | None = None
 
@@ -108,6 +112,7 @@ class GroupMember:
         within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
         health probe."""
         messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
+        self._refusal.raise_if_refused()
         self._health.beat()
         return [m for m in messages if self._usable(m)]
 
@@ -128,6 +133,7 @@ class GroupMember:
             for m in self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
             if self._usable(m)
         ]
+        self._refusal.raise_if_refused()
 
     def _take_stash(self) -> list[Any]:
         stash, self._stash = self._stash, []
@@ -191,6 +197,8 @@ class GroupMember:
                  total=len(self.assigned), **extra)  # fmt: skip
 
     def _on_kafka_error(self, error: KafkaError) -> None:
+        if self._refusal.notice(error):
+            return
         # Warn again only when the error text changes: librdkafka repeats itself.
         if error.fatal():
             log.error("kafka_fatal_error", error=error.str())

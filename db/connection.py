@@ -34,7 +34,8 @@ def translated_connection(
         if is_misconfigured(original):
             raise ConfigurationError(
                 f"cannot connect to PostgreSQL: {describe(original)}; fix "
-                "ALARMD_DATABASE_URL (database name, user or password)"
+                "ALARMD_DATABASE_URL (database name, user or password; for TLS, "
+                "sslmode and sslrootcert)"
             ) from exc
         if not is_transient(original):
             raise

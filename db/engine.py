@@ -65,6 +65,10 @@ MISCONFIGURED_CONNECTION_TEXTS = (
     "no pg_hba.conf entry",
     "invalid dsn",
     "invalid connection option",
+    # TLS: the CA does not verify the server, or the certificate names another host.
+    "certificate verify failed",
+    "does not match host name",
+    "server does not support ssl",
 )
 
 

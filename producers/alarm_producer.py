@@ -8,6 +8,7 @@ mapped is reported with its line number and skipped; the exit code says so.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,14 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 import schemas
+from alarmd.broker_refusal import RefusalWatch
 from alarmd.logs import librdkafka_logger
 from schemas import encoding
 from schemas.mapping import MappingError, json_to_event
 
 PRODUCE_DEFAULTS = {"enable.idempotence": "true", "acks": "all", "linger.ms": "20"}
 FLUSH_TIMEOUT_S = 60.0
+FLUSH_POLL_S = 0.5
 
 
 @dataclass
@@ -76,10 +79,17 @@ def produce_file(
     progress: bool = True,
 ) -> tuple[ProduceReport, list[str]]:
     """Produces every mappable line; returns the counts and one sentence per
-    problem (line number and reason)."""
+    problem (line number and reason). Raises ConfigurationError as soon as the
+    broker refuses the credentials or the certificate."""
     total = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+    refusal = RefusalWatch()
     producer = Producer(
-        {**PRODUCE_DEFAULTS, **kafka_config, "logger": librdkafka_logger()}
+        {
+            **PRODUCE_DEFAULTS,
+            **kafka_config,
+            "logger": librdkafka_logger(),
+            "error_cb": refusal.notice,
+        }  # fmt: skip
     )
     report = ProduceReport()
     problems: list[str] = []
@@ -108,7 +118,12 @@ def produce_file(
                 except BufferError:
                     producer.poll(0.5)
             producer.poll(0)
-    left = producer.flush(FLUSH_TIMEOUT_S)
+            refusal.raise_if_refused()
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    while len(producer) and time.monotonic() < deadline:
+        producer.flush(FLUSH_POLL_S)
+        refusal.raise_if_refused()
+    left = len(producer)
     if left:
         report.failed += left
         problems.append(f"{left} messages still queued after {FLUSH_TIMEOUT_S:.0f} s")

@@ -12,6 +12,12 @@
 # `up` writes the connection settings to .local/services.env. Settings already
 # present in the environment (ALARMD_KAFKA_BOOTSTRAP_SERVERS,
 # ALARMD_DATABASE_URL) win: the matching local service is not started.
+#
+# Beside their plain listeners, both services take secured connections: Kafka a
+# SASL_SSL listener (SCRAM-SHA-512) on ALARMD_LOCAL_KAFKA_SASL_SSL_PORT (default:
+# the Kafka port + 2), PostgreSQL TLS with a password role allowed only over
+# hostssl. A throwaway CA and the passwords are generated into .local/ at the
+# first `up`; .local/secured.env says where they are.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,10 +26,20 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT
 KAFKA_LIBS="$ROOT/.cache/kafka-$KAFKA_VERSION/libs"
 KAFKA_PORT=${ALARMD_LOCAL_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+KAFKA_SASL_SSL_PORT=${ALARMD_LOCAL_KAFKA_SASL_SSL_PORT:-$((KAFKA_PORT + 2))}
+KAFKA_SCRAM_MECHANISM=SCRAM-SHA-512
+KAFKA_SCRAM_USER=alarmd
+PG_TLS_ROLE=alarmd_tls
 PG_PORT=${ALARMD_LOCAL_PG_PORT:-15432}
 PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 PG_DATA="$LOCAL/postgres/data"
 KAFKA_DIR="$LOCAL/kafka"
+TLS_DIR="$LOCAL/tls"
+SECRETS_DIR="$LOCAL/secrets"
+KAFKA_PASSWORD_FILE="$SECRETS_DIR/kafka-sasl-password"
+PG_PASSWORD_FILE="$SECRETS_DIR/postgres-password"
+# PostgreSQL wants its key owned by the user it runs as, so it gets a copy.
+PG_TLS_DIR="$LOCAL/postgres/tls"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -54,6 +70,47 @@ refuse_taken_port() {
   fi
 }
 
+# --- throwaway CA, server certificate and passwords ---------------------------
+
+# A CA and a server certificate for 127.0.0.1 and localhost, made with openssl
+# once and again when the certificate is within a day of expiring. Keys are 0600.
+tls_up() {
+  command -v openssl >/dev/null || die "openssl not found; it makes the local services' throwaway CA"
+  mkdir -p "$TLS_DIR"
+  if [ -f "$TLS_DIR/server.crt" ] && openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.crt" >/dev/null 2>&1; then
+    return
+  fi
+  log "generating a throwaway CA and a server certificate in $TLS_DIR"
+  (
+    umask 077
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=alarmd local CA" \
+      -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr"
+    openssl x509 -req -days 365 -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" \
+      -CAcreateserial -out "$TLS_DIR/server.crt" -extfile <(printf '%s\n' \
+        "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth")
+    # Kafka's PEM keystore: the private key (PKCS#8), then the certificate chain.
+    cat "$TLS_DIR/server.key" "$TLS_DIR/server.crt" "$TLS_DIR/ca.crt" >"$TLS_DIR/kafka-keystore.pem"
+  ) >"$TLS_DIR/openssl.log" 2>&1 || { cat "$TLS_DIR/openssl.log" >&2; die "openssl could not make the local certificates"; }
+  rm -f "$TLS_DIR/server.csr"
+  chmod 0644 "$TLS_DIR/ca.crt" "$TLS_DIR/server.crt"
+}
+
+# Prints the password in `file`, creating it (random, 0600) on first use.
+secret() {
+  local file=$1
+  mkdir -p "$SECRETS_DIR"
+  chmod 0700 "$SECRETS_DIR"
+  if [ ! -s "$file" ]; then
+    (umask 077; openssl rand -hex 24 >"$file")
+  fi
+  chmod 0600 "$file"
+  cat "$file"
+}
+
 # --- PostgreSQL ---------------------------------------------------------------
 
 pg_up() {
@@ -75,10 +132,58 @@ pg_up() {
   if [ "$(run_as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U alarmd -d postgres -tAc "select 1 from pg_database where datname='alarmd'")" != 1 ]; then
     run_as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U alarmd alarmd
   fi
+  pg_tls_up
+}
+
+# TLS with the throwaway certificate, and the role $PG_TLS_ROLE whose password
+# (scram-sha-256) is accepted over hostssl only. The trust login of alarmd stays.
+# Applied with ALTER SYSTEM and a reload, so a cluster from before gets it too.
+pg_tls_up() {
+  tls_up
+  mkdir -p "$PG_TLS_DIR"
+  cp "$TLS_DIR/server.crt" "$TLS_DIR/server.key" "$PG_TLS_DIR/"
+  chmod 0600 "$PG_TLS_DIR/server.key"
+  local hba="$PG_DATA/pg_hba.conf"
+  if ! grep -q "^# alarmd secured role" "$hba"; then
+    # First match wins, so these lines go above initdb's trust lines.
+    { printf '%s\n' "# alarmd secured role: a password, and only over TLS (scripts/services.sh)" \
+        "local   all  $PG_TLS_ROLE                 reject" \
+        "hostssl all  $PG_TLS_ROLE  127.0.0.1/32  scram-sha-256" \
+        "hostssl all  $PG_TLS_ROLE  ::1/128       scram-sha-256" \
+        "host    all  $PG_TLS_ROLE  all           reject"
+      cat "$hba"; } >"$hba.new"
+    mv "$hba.new" "$hba"
+  fi
+  local password; password=$(secret "$PG_PASSWORD_FILE")
+  # On stdin, not the command line, so no process listing shows the password.
+  run_as_pg "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U alarmd -d postgres >/dev/null <<SQL
+ALTER SYSTEM SET ssl = on;
+ALTER SYSTEM SET ssl_cert_file = '$PG_TLS_DIR/server.crt';
+ALTER SYSTEM SET ssl_key_file = '$PG_TLS_DIR/server.key';
+ALTER SYSTEM SET password_encryption = 'scram-sha-256';
+SELECT pg_reload_conf();
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_TLS_ROLE') THEN
+    CREATE ROLE $PG_TLS_ROLE LOGIN;
+  END IF;
+END \$\$;
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE $PG_TLS_ROLE WITH LOGIN PASSWORD '$password';
+SQL
+  # The reload is asynchronous, and a key it cannot load leaves TLS off.
+  for _ in $(seq 1 20); do
+    run_as_pg "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U alarmd -d "dbname=postgres sslmode=require" -tAc "select 1" >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  die "PostgreSQL did not turn TLS on; see $LOCAL/postgres/server.log"
+}
+
+pg_running() {
+  [ -f "$PG_DATA/PG_VERSION" ] && run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1
 }
 
 pg_down() {
-  if [ -f "$PG_DATA/PG_VERSION" ] && run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+  if pg_running; then
     log "stopping PostgreSQL"
     run_as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
   fi
@@ -90,7 +195,9 @@ run_as_pg() {
   if [ "$(id -u)" = 0 ]; then
     chown -R nobody "$LOCAL/postgres" 2>/dev/null || true
     chmod o+x "$LOCAL" "$ROOT" 2>/dev/null || true
-    setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+    # HOME too: libpq looks for client certificates in ~/.postgresql, and
+    # nobody may not read root's.
+    HOME="$LOCAL/postgres" setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
   else
     "$@"
   fi
@@ -111,23 +218,37 @@ kafka_java() {
     -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" "$@"
 }
 
+kafka_running() {
+  [ -f "$KAFKA_DIR/kafka.pid" ] && kill -0 "$(cat "$KAFKA_DIR/kafka.pid")" 2>/dev/null
+}
+
 kafka_up() {
   command -v java >/dev/null || die "java not found; Kafka needs Java 17 or newer"
   kafka_fetch
   mkdir -p "$KAFKA_DIR"
-  if [ -f "$KAFKA_DIR/kafka.pid" ] && kill -0 "$(cat "$KAFKA_DIR/kafka.pid")" 2>/dev/null; then
-    log "Kafka already running on port $KAFKA_PORT"
-    return
+  tls_up
+  if kafka_running; then
+    if port_open "$KAFKA_SASL_SSL_PORT"; then
+      log "Kafka already running on port $KAFKA_PORT"
+      kafka_scram_up
+      return
+    fi
+    log "Kafka is running without its SASL_SSL listener on $KAFKA_SASL_SSL_PORT; restarting it"
+    kafka_down
   fi
   cat >"$KAFKA_DIR/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=$KAFKA_SCRAM_MECHANISM
+listener.name.sasl_ssl.$(echo "$KAFKA_SCRAM_MECHANISM" | tr 'A-Z' 'a-z').sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/kafka-keystore.pem
 log.dirs=$KAFKA_DIR/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -150,21 +271,45 @@ appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = INFO
 rootLogger.appenderRef.file.ref = file
 PROPS
+  local password; password=$(secret "$KAFKA_PASSWORD_FILE")
   if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
-    log "formatting KRaft storage in $KAFKA_DIR/data"
+    log "formatting KRaft storage in $KAFKA_DIR/data, with the SCRAM user $KAFKA_SCRAM_USER"
     local cluster_id
     cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid)
-    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 \
+    kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" \
+      --add-scram "$KAFKA_SCRAM_MECHANISM=[name=$KAFKA_SCRAM_USER,password=$password]" >"$KAFKA_DIR/format.log" 2>&1 \
       || { cat "$KAFKA_DIR/format.log" >&2; die "formatting Kafka storage failed"; }
+    scram_fingerprint >"$KAFKA_DIR/data/scram-user.sha256"
   fi
   refuse_taken_port "$KAFKA_PORT" Kafka ALARMD_LOCAL_KAFKA_PORT
   refuse_taken_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" ALARMD_LOCAL_KAFKA_PORT
+  refuse_taken_port "$KAFKA_SASL_SSL_PORT" "Kafka SASL_SSL listener" ALARMD_LOCAL_KAFKA_SASL_SSL_PORT
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
   nohup java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.properties" -cp "$KAFKA_LIBS/*" \
     kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/stdout.log" 2>&1 &
   echo $! >"$KAFKA_DIR/kafka.pid"
   wait_for_port "$KAFKA_PORT" Kafka "$KAFKA_DIR/server.log" "$(cat "$KAFKA_DIR/kafka.pid")"
+  wait_for_port "$KAFKA_SASL_SSL_PORT" "Kafka's SASL_SSL listener" "$KAFKA_DIR/server.log" "$(cat "$KAFKA_DIR/kafka.pid")"
+  kafka_scram_up
+}
+
+# Which SCRAM user and password the storage holds: a hash, never the password.
+scram_fingerprint() {
+  printf '%s %s %s' "$KAFKA_SCRAM_MECHANISM" "$KAFKA_SCRAM_USER" "$(cat "$KAFKA_PASSWORD_FILE")" | sha256sum | cut -d' ' -f1
+}
+
+# Storage formatted before the SASL_SSL listener existed, or a password file
+# made anew, gets the SCRAM user through the running broker.
+kafka_scram_up() {
+  local marker="$KAFKA_DIR/data/scram-user.sha256"
+  [ "$(cat "$marker" 2>/dev/null)" = "$(scram_fingerprint)" ] && return 0
+  log "setting the SCRAM user $KAFKA_SCRAM_USER on the running broker"
+  kafka_java kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+    --entity-type users --entity-name "$KAFKA_SCRAM_USER" \
+    --add-config "$KAFKA_SCRAM_MECHANISM=[password=$(cat "$KAFKA_PASSWORD_FILE")]" >"$KAFKA_DIR/scram.log" 2>&1 \
+    || { cat "$KAFKA_DIR/scram.log" >&2; die "could not create the Kafka SCRAM user $KAFKA_SCRAM_USER"; }
+  scram_fingerprint >"$marker"
 }
 
 kafka_down() {
@@ -190,6 +335,32 @@ write_env() {
     echo "ALARMD_DATABASE_URL=${ALARMD_DATABASE_URL:-postgresql+psycopg2://alarmd@127.0.0.1:$PG_PORT/alarmd}"
   } >"$LOCAL/services.env"
   log "connection settings written to .local/services.env"
+  write_secured_env
+}
+
+# What a client of the secured listeners needs: where they are, the CA to trust,
+# the user names, and the files holding the passwords (never the passwords).
+# Written for the local services that run, also when the environment already
+# points alarmd at them (as `make test` does).
+write_secured_env() {
+  {
+    echo "# Written by scripts/services.sh: the secured connections of the local services."
+    if kafka_running; then
+      echo "SECURED_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_SASL_SSL_PORT"
+      echo "SECURED_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+      echo "SECURED_KAFKA_SASL_MECHANISM=$KAFKA_SCRAM_MECHANISM"
+      echo "SECURED_KAFKA_SASL_USERNAME=$KAFKA_SCRAM_USER"
+      echo "SECURED_KAFKA_SASL_PASSWORD_FILE=$KAFKA_PASSWORD_FILE"
+    fi
+    if pg_running; then
+      # Quoted: the shell that sources this file would take & for itself.
+      echo "SECURED_DATABASE_URL='postgresql+psycopg2://$PG_TLS_ROLE@127.0.0.1:$PG_PORT/alarmd?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.crt'"
+      echo "SECURED_DATABASE_USERNAME=$PG_TLS_ROLE"
+      echo "SECURED_DATABASE_PASSWORD_FILE=$PG_PASSWORD_FILE"
+    fi
+    echo "SECURED_CA_FILE=$TLS_DIR/ca.crt"
+  } >"$LOCAL/secured.env"
+  log "secured connection settings written to .local/secured.env"
 }
 
 case "${1:-}" in
@@ -204,7 +375,7 @@ case "${1:-}" in
     ;;
   reset)
     kafka_down; pg_down
-    rm -rf "$KAFKA_DIR/data" "$LOCAL/postgres"
+    rm -rf "$KAFKA_DIR/data" "$LOCAL/postgres" "$TLS_DIR" "$SECRETS_DIR" "$LOCAL/secured.env"
     log "local service data removed"
     ;;
   postgres-stop)
@@ -222,6 +393,7 @@ case "${1:-}" in
   status)
     port_open "$PG_PORT" && log "PostgreSQL up on $PG_PORT" || log "PostgreSQL down"
     port_open "$KAFKA_PORT" && log "Kafka up on $KAFKA_PORT" || log "Kafka down"
+    port_open "$KAFKA_SASL_SSL_PORT" && log "Kafka SASL_SSL up on $KAFKA_SASL_SSL_PORT" || log "Kafka SASL_SSL down"
     ;;
   *)
     die "usage: scripts/services.sh up|down|reset|status|postgres-stop|postgres-start|kafka-stop|kafka-start"

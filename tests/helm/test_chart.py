@@ -10,7 +10,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from alarmd.settings import Settings
+from alarmd.settings import SECRET_KAFKA_PROPERTIES, Settings
 
 from .chart import (
     CHART,
@@ -43,6 +43,7 @@ def test_scenarios_cover_the_issue():
         "keda",
         "monitoring",
         "existing-secrets",
+        "secured",
     }
 
 
@@ -182,11 +183,12 @@ def secret_settings() -> list[str]:
 
 
 def test_secret_settings_are_the_ones_the_chart_takes_from_secrets():
-    """settings.py's secrets are the four the chart references by secretKeyRef;
+    """settings.py's secrets are the five the chart references by secretKeyRef;
     a new secret setting fails here until the chart and schema handle it."""
     assert secret_settings() == [
         "ALARMD_DATABASE_URL",
         "ALARMD_KAFKA_PROPERTIES",
+        "ALARMD_KAFKA_SASL_PASSWORD",
         "ALARMD_NOTIFY_WEBHOOKS",
         "ALARMD_SMTP_PASSWORD",
     ]
@@ -213,6 +215,16 @@ def test_no_secret_setting_is_in_any_config_map(values):
             assert not re.search(r"password|secret|token|credentials", name, re.I)
 
 
+@pytest.mark.parametrize("name", sorted(SECRET_KAFKA_PROPERTIES))
+def test_every_property_alarmd_masks_is_refused_in_plain_kafka_properties(name: str):
+    """What `alarmd config` treats as a secret cannot reach the ConfigMap
+    through kafka.properties; it belongs in kafka.existingSecret."""
+    escaped = name.replace(".", "\\.")
+    done = helm(*template_args(None, f"kafka.properties.{escaped}=x"))
+    assert done.returncode != 0, f"kafka.properties accepted {name}"
+    assert "schema" in done.stderr.lower(), done.stderr
+
+
 @pytest.mark.parametrize(
     "name", ["ssl.key.location", "ssl.keystore.location", "ssl.ca.location"]
 )
@@ -225,6 +237,77 @@ def test_kafka_location_properties_are_allowed(name: str):
     assert json.loads(data["ALARMD_KAFKA_PROPERTIES"]) == {
         name: "/etc/alarmd/kafka-tls/f"
     }
+
+
+def test_secured_connections_come_from_secrets_and_read_only_mounts():
+    """The SASL password is a secretKeyRef in both containers, the typed Kafka
+    security settings are alarmd's own and point at the mounted CA, and
+    PostgreSQL's CA is mounted read-only wherever the database URL is used."""
+    manifests = render(scenario("secured"))
+    config = one_config(manifests)
+
+    typed = {k: v for k, v in config.items() if k.startswith("ALARMD_KAFKA_S")}
+    assert typed == {
+        "ALARMD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "ALARMD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "ALARMD_KAFKA_SASL_USERNAME": "alarmd",
+        "ALARMD_KAFKA_SSL_CA_LOCATION": "/etc/alarmd/kafka-tls/ca.crt",
+    }
+    assert all(
+        k.removeprefix("ALARMD_").lower() in Settings.model_fields for k in typed
+    )
+    for name in ("daemon", "notifier"):
+        env = {e["name"]: e for e in container(manifests, name)["env"]}
+        assert env["ALARMD_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "alarmd-prod-kafka-sasl",
+            "key": "password",
+        }
+    for workload, spec in pod_specs(manifests):
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["db-tls"]["secret"]["secretName"] == "alarmd-prod-database-tls"
+        for c in spec["containers"]:
+            mounts = {m["name"]: m for m in c["volumeMounts"]}
+            assert mounts["db-tls"] == {
+                "name": "db-tls",
+                "mountPath": "/etc/alarmd/db-tls",
+                "readOnly": True,
+            }, f"{workload} {c['name']}"
+
+
+@pytest.mark.parametrize(
+    ("assignments", "sentence"),
+    [
+        pytest.param(
+            ["kafka.sasl.username=alarmd"],
+            "go together",
+            id="username-without-password",
+        ),
+        pytest.param(
+            ["kafka.sasl.existingSecret.name=alarmd-kafka-sasl"],
+            "go together",
+            id="password-without-username",
+        ),
+        pytest.param(
+            ["kafka.tls.caFile=ca.crt"],
+            "kafka.tls.existingSecret, which is empty",
+            id="ca-file-without-secret",
+        ),
+        pytest.param(
+            [
+                "kafka.securityProtocol=SASL_SSL",
+                "kafka.properties.security\\.protocol=SSL",
+            ],
+            "kafka.properties sets security.protocol",
+            id="protocol-set-twice",
+        ),
+    ],
+)
+def test_secured_values_that_alarmd_would_refuse_fail_the_render(assignments, sentence):
+    """Combinations the daemon's settings refuse at start-up fail `helm
+    template` instead, with a sentence."""
+    done = helm(*template_args(None, *assignments))
+    assert done.returncode != 0
+    assert sentence in done.stderr, done.stderr
 
 
 def _probe_port(c: dict, probe: str) -> int:

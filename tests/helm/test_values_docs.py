@@ -91,8 +91,10 @@ def test_deploying_creates_namespace_and_every_secret_before_installing():
     secrets = dict(existing_secrets(values))
     assert set(secrets) == {
         "kafka.existingSecret",
+        "kafka.sasl.existingSecret",
         "kafka.tls.existingSecret",
         "database.existingSecret",
+        "database.tls.existingSecret",
         "notifier.smtp.existingSecret",
         "notifier.webhooks.existingSecret",
     }, "a new Secret reference needs its kubectl command in the README"

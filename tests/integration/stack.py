@@ -24,6 +24,7 @@ from db.migrate import upgrade
 
 from .daemon_process import DaemonProcess
 from .sample import EMAIL_ALARM_TYPES, ROOT
+from .secured import read_env_file
 from .topic_reader import Record, read_all
 
 SERVICES_ENV = ROOT / ".local" / "services.env"
@@ -56,11 +57,7 @@ class Services:
 
     @classmethod
     def from_env_file(cls, path: Path) -> Services:
-        values: dict[str, str] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-                name, _, value = line.partition("=")
-                values[name.strip()] = value.strip().strip("'\"")
+        values = read_env_file(path)
         return cls(
             values["ALARMD_KAFKA_BOOTSTRAP_SERVERS"], values["ALARMD_DATABASE_URL"]
         )

@@ -77,6 +77,7 @@ mounted inside the containers.
 */}}
 {{- define "alarmd.templateDir" -}}/etc/alarmd/templates{{- end }}
 {{- define "alarmd.kafkaTlsDir" -}}/etc/alarmd/kafka-tls{{- end }}
+{{- define "alarmd.databaseTlsDir" -}}/etc/alarmd/db-tls{{- end }}
 
 {{/*
 The settings ConfigMap's data, also hashed into the checksum/config annotation.
@@ -85,6 +86,18 @@ The settings ConfigMap's data, also hashed into the checksum/config annotation.
 ALARMD_KAFKA_BOOTSTRAP_SERVERS: {{ .Values.kafka.bootstrapServers | quote }}
 {{- if and .Values.kafka.properties (not .Values.kafka.existingSecret.name) }}
 ALARMD_KAFKA_PROPERTIES: {{ .Values.kafka.properties | toJson | quote }}
+{{- end }}
+{{- with .Values.kafka.securityProtocol }}
+ALARMD_KAFKA_SECURITY_PROTOCOL: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.sasl.mechanism }}
+ALARMD_KAFKA_SASL_MECHANISM: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.sasl.username }}
+ALARMD_KAFKA_SASL_USERNAME: {{ . | quote }}
+{{- end }}
+{{- with .Values.kafka.tls.caFile }}
+ALARMD_KAFKA_SSL_CA_LOCATION: {{ printf "%s/%s" (include "alarmd.kafkaTlsDir" $) . | quote }}
 {{- end }}
 ALARMD_GROUP_ID: {{ .Values.settings.groupId | quote }}
 ALARMD_INPUT_TOPIC: {{ .Values.settings.inputTopic | quote }}
@@ -127,6 +140,15 @@ credentials and the librdkafka properties that hold SASL credentials.
     secretKeyRef:
       name: {{ .Values.kafka.existingSecret.name | quote }}
       key: {{ .Values.kafka.existingSecret.key | quote }}
+{{- end }}
+{{- with .Values.kafka.sasl.existingSecret }}
+{{- if .name }}
+- name: ALARMD_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name | quote }}
+      key: {{ .key | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -193,6 +215,17 @@ Checks that values the schema cannot relate to each other fit together.
 {{- if and .Values.notifier.enabled (eq (int .Values.daemon.port) (int .Values.notifier.port)) }}
 {{- fail (printf "daemon.port and notifier.port are both %v; the two containers share the pod's network and need different ports" .Values.daemon.port) }}
 {{- end }}
+{{- if ne (empty .Values.kafka.sasl.username) (empty .Values.kafka.sasl.existingSecret.name) }}
+{{- fail "kafka.sasl.username and kafka.sasl.existingSecret.name go together: alarmd refuses a SASL username without its password, and the other way round" }}
+{{- end }}
+{{- if and .Values.kafka.tls.caFile (not .Values.kafka.tls.existingSecret) }}
+{{- fail "kafka.tls.caFile names a file of kafka.tls.existingSecret, which is empty; set the Secret holding the CA" }}
+{{- end }}
+{{- range $value, $property := dict "securityProtocol" "security.protocol" "mechanism" "sasl.mechanism" "username" "sasl.username" "caFile" "ssl.ca.location" }}
+{{- if and (hasKey $.Values.kafka.properties $property) (or (get $.Values.kafka $value) (get $.Values.kafka.sasl $value) (get $.Values.kafka.tls $value)) }}
+{{- fail (printf "kafka.properties sets %s, which a typed kafka value sets too; keep one of them" $property) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.kafka.properties .Values.kafka.existingSecret.name }}
 {{- fail "kafka.properties and kafka.existingSecret.name both set ALARMD_KAFKA_PROPERTIES; put the non-secret properties into the Secret's JSON as well and leave kafka.properties empty" }}
 {{- end }}
@@ -209,7 +242,27 @@ Volume mounts both containers share: /tmp, the Kafka TLS material, extras.
   mountPath: {{ include "alarmd.kafkaTlsDir" . }}
   readOnly: true
 {{- end }}
+{{- if .Values.database.tls.existingSecret }}
+{{ include "alarmd.databaseTlsMount" . }}
+{{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/*
+PostgreSQL's CA: the mount in every container that connects to the database,
+and the volume it comes from. Callers check database.tls.existingSecret.
+*/}}
+{{- define "alarmd.databaseTlsMount" -}}
+- name: db-tls
+  mountPath: {{ include "alarmd.databaseTlsDir" . }}
+  readOnly: true
+{{- end }}
+
+{{- define "alarmd.databaseTlsVolume" -}}
+- name: db-tls
+  secret:
+    secretName: {{ .Values.database.tls.existingSecret }}
+    defaultMode: 0440
 {{- end }}

@@ -88,7 +88,10 @@ def _secret_settings(monkeypatch) -> Settings:
                 "sasl.username": "alarmd",
                 "sasl.password": KAFKA_SECRET,
                 "ssl.key.password": KAFKA_SECRET + "-key",
+                "ssl.keystore.password": KAFKA_SECRET + "-keystore",
                 "sasl.oauthbearer.client.secret": KAFKA_SECRET + "-oauth",
+                "ssl.key.location": "/etc/alarmd/kafka-tls/tls.key",
+                "ssl.keystore.location": "/etc/alarmd/kafka-tls/client.p12",
             }
         ),
     )
@@ -105,7 +108,8 @@ def test_masked_hides_the_database_password(monkeypatch):
 
 
 def test_masked_hides_secret_kafka_properties_and_shows_the_rest(monkeypatch):
-    """Properties named like secrets are masked; the others are shown as set."""
+    """Properties that hold a secret are masked; the others, paths to key files
+    included, are shown as set."""
     properties = _secret_settings(monkeypatch).masked()["kafka_properties"]
 
     shown = {k: v for k, v in properties.items() if v != "********"}
@@ -113,12 +117,118 @@ def test_masked_hides_secret_kafka_properties_and_shows_the_rest(monkeypatch):
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "alarmd",
+        "ssl.key.location": "/etc/alarmd/kafka-tls/tls.key",
+        "ssl.keystore.location": "/etc/alarmd/kafka-tls/client.p12",
     }
     assert set(properties) - set(shown) == {
         "sasl.password",
         "ssl.key.password",
+        "ssl.keystore.password",
         "sasl.oauthbearer.client.secret",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("sasl.password", True),
+        ("ssl.key.password", True),
+        ("ssl.keystore.password", True),
+        ("ssl.key.pem", True),
+        ("sasl.oauthbearer.client.secret", True),
+        ("sasl.oauthbearer.config", True),
+        ("ssl.key.location", False),
+        ("ssl.keystore.location", False),
+        ("ssl.certificate.location", False),
+        ("sasl.kerberos.keytab", False),
+        ("client.id", False),
+    ],
+)
+def test_secret_properties_are_known_by_what_they_hold(name, secret):
+    """A property is a secret because of what it holds, not because its name
+    contains "key": a key file's path is shown, a key's password is not."""
+    from alarmd.settings import is_secret_property
+
+    assert is_secret_property(name) is secret
+
+
+def test_a_url_with_credentials_in_a_kafka_property_is_masked(monkeypatch):
+    """A property value that is a URL with user:password keeps its host and
+    loses the password."""
+    monkeypatch.setenv(
+        "ALARMD_KAFKA_PROPERTIES",
+        json.dumps({"https.proxy": f"http://proxy:{KAFKA_SECRET}@proxy.internal:3128"}),
+    )
+
+    shown = Settings().masked()["kafka_properties"]["https.proxy"]
+
+    assert KAFKA_SECRET not in shown and "proxy.internal:3128" in shown
+
+
+def _typed_kafka_settings(monkeypatch, tmp_path) -> Settings:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    for name, value in {
+        "ALARMD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "ALARMD_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "ALARMD_KAFKA_SASL_USERNAME": "alarmd",
+        "ALARMD_KAFKA_SASL_PASSWORD": KAFKA_SECRET,
+        "ALARMD_KAFKA_SSL_CA_LOCATION": str(ca),
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_typed_kafka_security_settings_reach_every_client(monkeypatch, tmp_path):
+    """ALARMD_KAFKA_SECURITY_PROTOCOL, _SASL_* and _SSL_CA_LOCATION become the
+    librdkafka properties of the same meaning."""
+    common = _typed_kafka_settings(monkeypatch, tmp_path).kafka_common()
+
+    assert {k: v for k, v in common.items() if k != "bootstrap.servers"} == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "alarmd",
+        "sasl.password": KAFKA_SECRET,
+        "ssl.ca.location": str(tmp_path / "ca.crt"),
+    }
+
+
+def test_typed_sasl_password_is_masked_and_kept_out_of_repr(monkeypatch, tmp_path):
+    """The SASL password is a secret type: `alarmd config` and repr() hide it."""
+    settings = _typed_kafka_settings(monkeypatch, tmp_path)
+
+    masked = settings.masked()
+
+    assert masked["kafka_sasl_password"] == "********"
+    assert masked["kafka_sasl_username"] == "alarmd"
+    assert KAFKA_SECRET not in json.dumps(masked) + repr(settings) + str(settings)
+
+
+def test_a_property_set_both_typed_and_in_kafka_properties_is_refused(
+    monkeypatch, tmp_path
+):
+    """Two settings for one property would leave the winner to chance; start-up
+    names both."""
+    monkeypatch.setenv("ALARMD_KAFKA_PROPERTIES", '{"sasl.password": "other"}')
+
+    with pytest.raises(ValidationError, match="ALARMD_KAFKA_SASL_PASSWORD and sasl"):
+        _typed_kafka_settings(monkeypatch, tmp_path)
+
+
+def test_a_sasl_username_without_a_password_is_refused(monkeypatch):
+    """A username alone cannot log in; start-up says both are needed."""
+    monkeypatch.setenv("ALARMD_KAFKA_SASL_USERNAME", "alarmd")
+
+    with pytest.raises(ValidationError, match="set both or neither"):
+        Settings()
+
+
+def test_a_ca_location_that_is_not_a_file_is_refused(monkeypatch, tmp_path):
+    """A CA path that does not exist stops start-up with the variable's name."""
+    monkeypatch.setenv("ALARMD_KAFKA_SSL_CA_LOCATION", str(tmp_path / "missing.crt"))
+
+    with pytest.raises(ValidationError, match="kafka_ssl_ca_location"):
+        Settings()
 
 
 def test_no_secret_appears_in_masked_output(monkeypatch):
@@ -242,3 +352,28 @@ def test_max_event_bytes_above_the_input_topic_limit_is_refused(monkeypatch):
         load_settings()
 
     assert describe_settings_error(caught.value).startswith("ALARMD_MAX_EVENT_BYTES:")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg2://alarmd:{DATABASE_PASSWORD}@db:notaport/alarmd",
+        f"not a url {DATABASE_PASSWORD}",
+    ],
+    ids=["port not a number", "no scheme"],
+)
+def test_database_url_that_does_not_parse_is_refused_without_showing_it(
+    monkeypatch, url
+):
+    """A URL SQLAlchemy cannot parse stops start-up with a sentence naming the
+    variable, and the sentence does not quote the URL or its password."""
+    from alarmd.settings import describe_settings_error
+
+    monkeypatch.setenv("ALARMD_DATABASE_URL", url)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    sentence = describe_settings_error(raised.value)
+    assert sentence.startswith("ALARMD_DATABASE_URL: ")
+    assert DATABASE_PASSWORD not in sentence
