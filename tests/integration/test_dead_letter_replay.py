@@ -162,3 +162,85 @@ def test_racing_replays_replay_each_dead_letter_once(stack, sample_lines):
             for r in stack.records(stack.topics.dead_letter)}  # fmt: skip
     assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 1))
     assert stack.query("SELECT count(*) FROM dead_letter_replays") == [(len(dead),)]
+
+
+# A replay run that dies (os._exit, as a SIGKILL would: no rollback, no abort)
+# at the point named by argv[1].
+CRASHING_REPLAY = """
+import os, sys
+from alarmd.dead_letters import Selection, read_dead_letters
+from alarmd.settings import load_settings
+from db.engine import make_engine
+from producers.replay import Replayer
+
+settings = load_settings()
+replayer = Replayer(settings, make_engine(settings))
+real = replayer._producer
+
+class ProducerDyingBeforeCommit:
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def commit_transaction(self, *args):
+        real.flush(30)  # the records are on the log, in the open transaction
+        os._exit(9)
+
+if sys.argv[1] == "before-kafka-commit":
+    replayer._producer = ProducerDyingBeforeCommit()
+else:
+    replayer._record = lambda cur, placed: os._exit(9)
+replayer.replay(read_dead_letters(settings, Selection()))
+"""
+
+
+def crash_replay(stack, point: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_REPLAY, point], env=stack.env(), cwd=ROOT,
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+    assert done.returncode == 9, done.stderr
+
+
+def test_a_crash_before_the_kafka_commit_leaves_nothing_and_the_next_run_replays_once(
+    stack, sample_lines
+):
+    """A run killed with its Kafka transaction open and its claims uncommitted
+    leaves no visible replay and no record; the next run fences it, replays
+    each dead letter once, and the daemon stores them."""
+    lines = sample_lines[:8]
+    dead_letter_with_wrong_encoding(stack, lines)
+
+    crash_replay(stack, "before-kafka-commit")
+    assert replays_on_input(stack) == Counter()
+    assert stack.query("SELECT count(*) FROM dead_letter_replays") == [(0,)]
+
+    report = alarmd_json_lines(stack, "dlq", "replay", "--all", "--json")[-1]
+    assert report["replayed"] == len(lines)
+    dead = {f"{r.topic}/{r.partition}/{r.offset}"
+            for r in stack.records(stack.topics.dead_letter)}  # fmt: skip
+    assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 1))
+    stack.run_daemon_until_idle()
+    assert stack.counts()["alarm_events"] == expect(lines).events
+
+
+def test_a_crash_between_the_kafka_and_the_database_commit_repeats_but_stores_once(
+    stack, sample_lines
+):
+    """The one documented window: killed after the Kafka commit and before the
+    PostgreSQL commit, the chunk is replayed again by the next run, and the
+    daemon still stores each event once (its identity is its content)."""
+    lines = sample_lines[:8]
+    dead_letter_with_wrong_encoding(stack, lines)
+    dead = {f"{r.topic}/{r.partition}/{r.offset}"
+            for r in stack.records(stack.topics.dead_letter)}  # fmt: skip
+
+    crash_replay(stack, "before-database-commit")
+    assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 1))
+    assert stack.query("SELECT count(*) FROM dead_letter_replays") == [(0,)]
+
+    alarmd_json_lines(stack, "dlq", "replay", "--all", "--json")
+    assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 2))
+    stack.run_daemon_until_idle()
+    counts = stack.counts()
+    assert counts["alarm_events"] == expect(lines).events
+    assert counts["processing_errors"] == len(lines)
