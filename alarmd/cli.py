@@ -347,7 +347,8 @@ def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
     letters = read_dead_letters(settings, _selection(args))
     _print_letters(letters, args.json)
     if not args.json:
-        print(f"{len(letters)} dead letters on {settings.dead_letter_topic}")
+        plural = "" if len(letters) == 1 else "s"
+        print(f"{len(letters)} dead letter{plural} on {settings.dead_letter_topic}")
     return 0
 
 
