@@ -53,6 +53,7 @@ def _explain(exc: Exception, settings: Settings) -> str | None:
 
     from alarmd.errors import TransientError
     from alarmd.settings import mask_url
+    from producers.replay import ReplayTakenOver
 
     original = exc.orig if isinstance(exc, DBAPIError) else exc
     database = mask_url(settings.database_url.get_secret_value())
@@ -79,6 +80,8 @@ def _explain(exc: Exception, settings: Settings) -> str | None:
         )
     if isinstance(exc, TransientError):
         return f"{exc.stage} unavailable: {exc.detail}"
+    if isinstance(exc, ReplayTakenOver):
+        return str(exc)
     return None
 
 
@@ -139,7 +142,38 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "config", help="print the effective settings, secrets masked"
     ).set_defaults(handler=_config)
+
+    dlq = commands.add_parser("dlq", help="inspect and replay the dead letters")
+    dlq_actions = dlq.add_subparsers(required=True, metavar="ACTION")
+    dlq_list = dlq_actions.add_parser(
+        "list", help="what is on the dead-letter topic, and why"
+    )
+    _selection_arguments(dlq_list)
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object a line")
+    dlq_list.set_defaults(handler=_dlq_list)
+    replay = dlq_actions.add_parser(
+        "replay", help="produce dead letters to the input topic again, once each"
+    )
+    _selection_arguments(replay)
+    replay.add_argument("--all", action="store_true",
+                        help="every dead letter not replayed yet (needed without a filter)")  # fmt: skip
+    replay.add_argument("--dry-run", action="store_true",
+                        help="show what would be replayed; produce and record nothing")  # fmt: skip
+    replay.add_argument("--json", action="store_true", help="one JSON object a line")
+    replay.set_defaults(handler=_dlq_replay)
     return parser
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", action="append", default=[], metavar="R",
+                        help="only this reason (repeatable), e.g. bad_framing")  # fmt: skip
+    parser.add_argument("--since", metavar="T",
+                        help="only dead-lettered at or after T: ISO 8601 "
+                        "(2026-12-04T08:00:00Z; UTC without an offset) or a duration "
+                        "back from now (2h, 1d, PT30M)")  # fmt: skip
+    parser.add_argument("--at", action="append", default=[], metavar="P:O",
+                        help="only the dead letter at partition P, offset O of the "
+                        "dead-letter topic (repeatable)")  # fmt: skip
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -281,6 +315,78 @@ def _status(settings: Settings, args: argparse.Namespace) -> int:
                     print(f"topic {topic:<20} {count}")
             else:
                 print(f"{key:<26} {value}")
+    return 0
+
+
+def _selection(args: argparse.Namespace):
+    from alarmd.dead_letters import (
+        Selection,
+        parse_coordinate,
+        parse_reasons,
+        parse_since,
+    )
+
+    return Selection(
+        reasons=parse_reasons(args.reason),
+        since=parse_since(args.since) if args.since else None,
+        coordinates=frozenset(parse_coordinate(at) for at in args.at),
+    )
+
+
+def _print_letters(letters, as_json: bool) -> None:
+    for letter in letters:
+        summary = letter.summary()
+        if as_json:
+            print(json.dumps(summary, ensure_ascii=False))
+            continue
+        source = summary["source"]
+        print(f"{letter.coordinate}  from {source['topic']}/{source['partition']}/"
+              f"{source['offset']}  {summary['reason']}  {summary['time']}  "
+              f"key={summary['key']!r}  {(summary['detail'] or '')[:120]}  "
+              f"value={summary['preview']}")  # fmt: skip
+
+
+def _dlq_list(settings: Settings, args: argparse.Namespace) -> int:
+    from alarmd.dead_letters import read_dead_letters
+
+    letters = read_dead_letters(settings, _selection(args))
+    _print_letters(letters, args.json)
+    if not args.json:
+        plural = "" if len(letters) == 1 else "s"
+        print(f"{len(letters)} dead letter{plural} on {settings.dead_letter_topic}")
+    return 0
+
+
+def _dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from alarmd.dead_letters import read_dead_letters
+    from db.engine import make_engine
+    from producers.replay import Replayer, already_replayed
+
+    selection = _selection(args)
+    if selection.everything and not args.all:
+        raise ConfigurationError(
+            "dlq replay needs --reason, --since or --at to choose what to replay, "
+            "or --all for every dead letter not replayed yet"
+        )
+    engine = make_engine(settings)
+    letters = read_dead_letters(settings, selection)
+    done = already_replayed(engine, settings.dead_letter_topic)
+    todo = [letter for letter in letters if letter.position not in done]
+    report = {"selected": len(letters), "already_replayed": len(letters) - len(todo),
+              "replayed": 0, "dry_run": args.dry_run, "topic": settings.input_topic}  # fmt: skip
+    if args.dry_run:
+        _print_letters(todo, args.json)
+        report["would_replay"] = len(todo)
+    elif todo:
+        replayer = Replayer(settings, engine)
+        try:
+            replayed = replayer.replay(todo)
+        finally:
+            replayer.close()
+        _print_letters([r.letter for r in replayed], args.json)
+        report["replayed"] = len(replayed)
+        report["already_replayed"] += len(todo) - len(replayed)
+    print(json.dumps(report))
     return 0
 
 

@@ -29,6 +29,7 @@ class Health:
         self._joined = False
         self._db_ok = False
         self._db_checked = 0.0
+        self._held: str | None = None
         self._lock = threading.Lock()
 
     def beat(self) -> None:
@@ -39,12 +40,19 @@ class Health:
         """Called on the first assignment, even an empty one (idle member)."""
         self._joined = True
 
+    def hold_readiness(self, reason: str) -> None:
+        """Fails readiness with this reason from now on, while liveness stays:
+        for a state a restart with the same settings would not cure."""
+        self._held = reason
+
     def alive(self) -> bool:
         return time.monotonic() - self._last_beat < STALL_LIMIT_S
 
     def ready(self) -> tuple[bool, str]:
         if not self.alive():
             return False, "poll loop stalled"
+        if self._held is not None:
+            return False, self._held
         if not self._joined:
             return False, "waiting for a partition assignment"
         if not self._database_ok():

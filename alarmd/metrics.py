@@ -70,6 +70,12 @@ PAUSED = Gauge(
     "1 while consumption is paused to retry a transient error.",
     namespace=NAMESPACE,
 )
+DEAD_LETTER_LIMIT_TRIPPED = Gauge(
+    "dead_letter_limit_tripped",
+    "1 once the dead-letter limit has held a batch back and paused consumption "
+    "until restart.",
+    namespace=NAMESPACE,
+)
 ASSIGNED_PARTITIONS = Gauge(
     "assigned_partitions",
     "Input partitions assigned to this instance.",

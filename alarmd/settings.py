@@ -145,6 +145,22 @@ class Settings(BaseSettings):
     statistics_interval_s: float = Field(
         5.0, gt=0, description="How often librdkafka reports consumer lag."
     )
+    dead_letter_limit_in_row: int = Field(
+        100,
+        ge=0,
+        description="Invalid messages in a row that stop dead-lettering: the batch "
+        "is held back, consumption pauses and readiness fails until restart. 0: off.",
+    )
+    dead_letter_limit_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of invalid messages among the last "
+        "dead_letter_limit_window that stops dead-lettering likewise. 0: off.",
+    )
+    dead_letter_limit_window: int = Field(
+        1000, ge=1, description="Messages the ratio is judged over."
+    )
 
     # The email sidecar (`alarmd notify`).
     notify_group_id: str = Field(

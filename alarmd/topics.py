@@ -1,13 +1,24 @@
-"""Creating alarmd's topics and counting what is in them."""
+"""Creating alarmd's topics, and reading back what is in them."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from alarmd.broker_refusal import RefusalWatch
+from alarmd.errors import TransientError
 from alarmd.logs import librdkafka_logger
 from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, Settings
 
@@ -19,6 +30,8 @@ ADMIN_TIMEOUT_S = 30.0
 OUTPUT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 COUNT_POLL_S = 1.0
 ADMIN_POLL_S = 0.5
+# Longest read of one topic to its end.
+READ_TIMEOUT_S = 120.0
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
@@ -72,10 +85,66 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
 
     Reads with its own throw-away consumer and commits nothing.
     """
+    with reading_consumer(settings.kafka_common(), "alarmd-status") as consumer:
+        return {
+            topic: sum(1 for _ in read_messages(consumer, topic)) for topic in topics
+        }
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One record read back from a topic, with everything it carried."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+
+    @classmethod
+    def of(cls, message: Any) -> TopicRecord:
+        kind, timestamp = message.timestamp()
+        return cls(
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
+            message.key(),
+            message.value(),
+            tuple(message.headers() or ()),
+        )
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of the named header, or None when absent."""
+        values = [value for key, value in self.headers if key == name]
+        return values[-1] if values else None
+
+    def text_header(self, name: str) -> str | None:
+        value = self.header(name)
+        return value.decode("utf-8", "replace") if value is not None else None
+
+
+def read_topic(
+    settings: Settings, topic: str, timeout_s: float = READ_TIMEOUT_S
+) -> list[TopicRecord]:
+    """Every record now on the topic, in partition and offset order; empty when
+    the topic does not exist. Commits nothing. Raises TransientError when the
+    end is not reached within `timeout_s`."""
+    with reading_consumer(settings.kafka_common(), "alarmd-reader") as consumer:
+        records = [TopicRecord.of(m) for m in read_messages(consumer, topic, timeout_s)]
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+@contextlib.contextmanager
+def reading_consumer(config: dict[str, Any], group_id: str) -> Iterator[Consumer]:
+    """A consumer that only reads committed records to each partition's end and
+    never commits; closed on leaving the block."""
     consumer = Consumer(
         {
-            **settings.kafka_common(),
-            "group.id": "alarmd-status",
+            **config,
+            "group.id": group_id,
             "enable.auto.commit": "false",
             "enable.partition.eof": "true",
             "isolation.level": "read_committed",
@@ -83,42 +152,47 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
         }
     )
     try:
-        metadata = consumer.list_topics(timeout=ADMIN_TIMEOUT_S)
-        counts: dict[str, int] = {}
-        for topic in topics:
-            if topic not in metadata.topics:
-                counts[topic] = 0
-                continue
-            counts[topic] = _count_topic(
-                consumer, topic, list(metadata.topics[topic].partitions)
-            )
-        return counts
+        yield consumer
     finally:
         consumer.close()
 
 
-def _count_topic(consumer: Consumer, topic: str, partitions: list[int]) -> int:
-    remaining: set[int] = set()
+def read_messages(
+    consumer: Consumer, topic: str, timeout_s: float = READ_TIMEOUT_S
+) -> Iterator[Any]:
+    """Yields each message of the topic, from every partition's low watermark to
+    its end as it is when reading starts; nothing when the topic does not exist.
+    Raises TransientError when the end is not reached within `timeout_s`, and
+    KafkaException for any other consume error."""
+    metadata = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return
     assignment = []
-    for partition in partitions:
+    for partition in sorted(metadata.partitions):
         low, high = consumer.get_watermark_offsets(
             TopicPartition(topic, partition), timeout=ADMIN_TIMEOUT_S
         )
         if high > low:
-            remaining.add(partition)
             assignment.append(TopicPartition(topic, partition, low))
-    if not assignment:
-        return 0
+    remaining = {tp.partition for tp in assignment}
+    if not remaining:
+        return
+
     consumer.assign(assignment)
-    count = 0
+    deadline = time.monotonic() + timeout_s
     while remaining:
+        if time.monotonic() > deadline:
+            raise TransientError(
+                "read",
+                f"reading {topic} did not reach the end of partitions "
+                f"{sorted(remaining)} within {timeout_s:.0f} s",
+            )
         for message in consumer.consume(10_000, COUNT_POLL_S):
             error = message.error()
             if error is None:
-                count += 1
+                yield message
             elif error.code() == KafkaError._PARTITION_EOF:
                 remaining.discard(message.partition())
             else:
                 raise KafkaException(error)
     consumer.unassign()
-    return count

@@ -32,6 +32,7 @@ from alarmd.health import Health
 from alarmd.settings import Settings
 from consumer.batch import Batch, decode_batch
 from consumer.commit import next_offsets
+from consumer.dead_letter_limit import DeadLetterLimit
 from consumer.membership import GroupMember, Partitions
 from consumer.transaction import BatchWriter, WriteResult
 from db import outbox
@@ -60,6 +61,7 @@ class Daemon:
         self._decode = decoder
         self._health = health
         self._writer = BatchWriter(_downstream(settings), settings.dead_letter_topic)
+        self._limit = DeadLetterLimit(settings, health)
         self._publisher = OutboxPublisher(
             {**settings.kafka_common(), "logger": logs.librdkafka_logger()},  # type: ignore[dict-item]
             settings.publish_timeout_s,
@@ -132,6 +134,9 @@ class Daemon:
                     time.monotonic() - self._last_activity, exit_when_idle_s
                 ):
                     log.info("idle_exit", idle_s=exit_when_idle_s)
+                    # Idle because the dead-letter limit holds a batch back:
+                    # the work is not done.
+                    exit_code = 1 if self._limit.tripped else 0
                     break
         except TransientError as exc:
             # Only reached when a shutdown deadline ran out mid-retry: the batch in
@@ -162,6 +167,11 @@ class Daemon:
         metrics.BATCH_SIZE.observe(len(messages))
 
         batch = self._retry("decode", lambda: decode_batch(messages, self._decode))
+        if self._limit.holds(messages, batch):
+            # Nothing of this batch is written or committed; a restart with the
+            # fix in place consumes it again.
+            self._member.set_paused(True)
+            return
 
         result = self._retry("database", lambda: self._write(batch))
 

@@ -12,6 +12,14 @@ from consumer.downstream import downstream_event_id
 from db.outbox import EVENT_ID_HEADER, OutboxMessage
 
 HEADER_PREFIX = "alarmd-"
+SOURCE_TOPIC_HEADER = f"{HEADER_PREFIX}source-topic"
+SOURCE_PARTITION_HEADER = f"{HEADER_PREFIX}source-partition"
+SOURCE_OFFSET_HEADER = f"{HEADER_PREFIX}source-offset"
+ERROR_STAGE_HEADER = f"{HEADER_PREFIX}error-stage"
+ERROR_REASON_HEADER = f"{HEADER_PREFIX}error-reason"
+ERROR_DETAIL_HEADER = f"{HEADER_PREFIX}error-detail"
+# Headers a dead letter gains on top of the original's; a replay drops them.
+ADDED_HEADER_PREFIXES = (f"{HEADER_PREFIX}source-", f"{HEADER_PREFIX}error-")
 # Detail headers are cut here; the full text is in processing_errors.detail.
 MAX_DETAIL_HEADER_BYTES = 1024
 
@@ -21,11 +29,11 @@ def dead_letter_message(rejected: Rejected, topic: str) -> OutboxMessage:
     event_id = downstream_event_id("dead-letter", f"{c.topic}/{c.partition}/{c.offset}")
     added = [
         (EVENT_ID_HEADER, event_id),
-        (f"{HEADER_PREFIX}source-topic", c.topic),
-        (f"{HEADER_PREFIX}source-partition", str(c.partition)),
-        (f"{HEADER_PREFIX}source-offset", str(c.offset)),
-        (f"{HEADER_PREFIX}error-stage", rejected.stage),
-        (f"{HEADER_PREFIX}error-reason", rejected.reason.value),
+        (SOURCE_TOPIC_HEADER, c.topic),
+        (SOURCE_PARTITION_HEADER, str(c.partition)),
+        (SOURCE_OFFSET_HEADER, str(c.offset)),
+        (ERROR_STAGE_HEADER, rejected.stage),
+        (ERROR_REASON_HEADER, rejected.reason.value),
     ]
     # Cut on a character boundary, so the header still reads as UTF-8.
     cut = rejected.detail.encode("utf-8")[:MAX_DETAIL_HEADER_BYTES]
@@ -33,7 +41,7 @@ def dead_letter_message(rejected: Rejected, topic: str) -> OutboxMessage:
     headers = [
         *rejected.headers,
         *((name, value.encode("utf-8")) for name, value in added),
-        (f"{HEADER_PREFIX}error-detail", detail),
+        (ERROR_DETAIL_HEADER, detail),
     ]
     return OutboxMessage(
         event_id=event_id,

@@ -213,3 +213,27 @@ class NotificationError(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class DeadLetterReplay(Base):
+    """A dead letter that `alarmd dlq replay` produced again, keyed by where it
+    is on the dead-letter topic, so no replay sends it twice. The row is
+    written in the same PostgreSQL transaction that is committed only after
+    the Kafka transaction carrying the replay has committed."""
+
+    __tablename__ = "dead_letter_replays"
+
+    dlq_topic: Mapped[str] = mapped_column(Text, primary_key=True)
+    dlq_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dlq_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    source_topic: Mapped[str | None] = mapped_column(Text)
+    source_partition: Mapped[int | None] = mapped_column(Integer)
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    replay_topic: Mapped[str] = mapped_column(Text)
+    replay_partition: Mapped[int | None] = mapped_column(Integer)
+    replay_offset: Mapped[int | None] = mapped_column(BigInteger)
+    run_id: Mapped[str] = mapped_column(Text)
+    replayed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
