@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 InputEncoding = Literal["single-object", "confluent", "schemaless"]
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     )
     statistics_interval_s: float = Field(
         5.0, gt=0, description="How often librdkafka reports consumer lag."
+    )
+    stall_deadline_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the poll loop has not come round for this "
+        "long (a hung database call), so the orchestrator restarts the process. "
+        "Must exceed publish_timeout_s and smtp_timeout_s.",
     )
 
     # The email sidecar (`alarmd notify`).
@@ -170,6 +177,20 @@ class Settings(BaseSettings):
         if isinstance(value, dict):
             return {str(k): str(v) for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _stall_deadline_above_waits(self) -> Settings:
+        # A publish or an SMTP exchange may block this long without a beat; a
+        # deadline below it would restart a healthy process.
+        longest = max(self.publish_timeout_s, self.smtp_timeout_s)
+        if self.stall_deadline_s <= longest:
+            raise ValueError(
+                f"ALARMD_STALL_DEADLINE_S is {self.stall_deadline_s:g} s but one "
+                f"publish or SMTP exchange may wait {longest:g} s "
+                "(ALARMD_PUBLISH_TIMEOUT_S, ALARMD_SMTP_TIMEOUT_S); raise the "
+                "deadline or lower those timeouts"
+            )
+        return self
 
     def kafka_common(self) -> dict[str, str]:
         """Properties every client gets: bootstrap servers plus the extras."""

@@ -229,3 +229,30 @@ def test_a_password_in_the_url_query_is_masked_too():
     assert "s3cr3tPW" not in shown and shown.startswith(
         "postgresql+psycopg2://alarmd@db"
     )
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"ALARMD_STALL_DEADLINE_S": "30", "ALARMD_PUBLISH_TIMEOUT_S": "30"},
+        {"ALARMD_STALL_DEADLINE_S": "20", "ALARMD_SMTP_TIMEOUT_S": "25"},
+    ],
+    ids=["publish-timeout", "smtp-timeout"],
+)
+def test_a_stall_deadline_within_a_blocking_wait_is_refused(monkeypatch, variables):
+    """A stall deadline no longer than a publish or an SMTP wait would restart a
+    healthy process; start-up refuses it, naming the variables."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match="ALARMD_STALL_DEADLINE_S"):
+        Settings()
+
+
+def test_the_default_stall_deadline_exceeds_the_default_waits():
+    """The defaults start: the deadline is above every blocking wait."""
+    settings = Settings()
+
+    assert settings.stall_deadline_s > max(
+        settings.publish_timeout_s, settings.smtp_timeout_s
+    )
