@@ -21,12 +21,13 @@ NOTIFY_DEMO_ENV = ALARMD_SMTP_PORT=$(SMTP_SINK_PORT) ALARMD_SMTP_SECURITY=none \
 WITH_SERVICES = set -a; . .local/services.env; set +a;
 
 .PHONY: help install services-up services-down services-reset demo test test-unit \
-        test-integration helm helm-test lint clean
+        test-integration chaos helm helm-test lint clean
 
 help:
 	@echo "make demo        run the daemon and the email sidecar on $(DATA), print the status"
 	@echo "make test        unit and integration tests (starts Kafka and PostgreSQL)"
 	@echo "make services-up / services-down / services-reset"
+	@echo "make chaos [ALARMS=N KILLS=K]  fault-injection run with a zero-loss report"
 	@echo "make helm-test   the chart and Dockerfile tier (tests/helm; builds the pinned helm)"
 	@echo "make lint        ruff and mypy"
 
@@ -76,6 +77,12 @@ test-unit: install
 
 test-integration: install services-up
 	$(WITH_SERVICES) $(BIN)/pytest -q tests/integration
+
+# The fault-injection run (tests/chaos): it restarts and freezes the local
+# services, so it runs against those of scripts/services.sh only.
+chaos: install services-up
+	$(WITH_SERVICES) $(BIN)/python -m tests.chaos --alarms $(or $(ALARMS),100000) \
+	  --kills $(or $(KILLS),10)
 
 # The pinned helm, built from the Go module proxy into .cache/ when missing.
 helm:

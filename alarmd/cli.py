@@ -186,6 +186,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
     return _serve(
         lambda health: Daemon(settings, engine, decoder, health),
         engine, settings.http_host, settings.http_port, args.exit_when_idle,
+        settings.stall_deadline_s,
     )  # fmt: skip
 
 
@@ -199,18 +200,27 @@ def _notify(settings: Settings, args: argparse.Namespace) -> int:
     return _serve(
         lambda health: NotifyWorker(settings, engine, health),
         engine, settings.http_host, settings.notify_http_port, args.exit_when_idle,
+        settings.stall_deadline_s,
     )  # fmt: skip
 
 
-def _serve(build, engine, host: str, port: int, exit_when_idle_s: float | None) -> int:
+def _serve(
+    build,
+    engine,
+    host: str,
+    port: int,
+    exit_when_idle_s: float | None,
+    stall_deadline_s: float,
+) -> int:
     """Runs one long-lived worker (the daemon or the sidecar) with its probes and
     metrics on `port`, stopping on SIGTERM or SIGINT; returns its exit code."""
     from alarmd.health import Health, serve
     from db.connection import ping
 
-    health = Health(lambda: ping(engine))
+    health = Health(lambda: ping(engine), stall_deadline_s)
     worker = build(health)
     server = serve(health, host, port)
+    health.watch()
     log.info("http_listening", host=host, port=server.server_port)
     signal.signal(signal.SIGTERM, worker.request_stop)
     signal.signal(signal.SIGINT, worker.request_stop)

@@ -161,6 +161,13 @@ class Settings(BaseSettings):
     dead_letter_limit_window: int = Field(
         1000, ge=1, description="Messages the ratio is judged over."
     )
+    stall_deadline_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the poll loop has not come round for this "
+        "long (a hung database call), so the orchestrator restarts the process. "
+        "Must exceed publish_timeout_s and smtp_timeout_s.",
+    )
 
     # The email sidecar (`alarmd notify`).
     notify_group_id: str = Field(
@@ -270,6 +277,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ALARMD_KAFKA_SASL_USERNAME and ALARMD_KAFKA_SASL_PASSWORD go "
                 "together; set both or neither"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _stall_deadline_above_waits(self) -> Settings:
+        # A publish or an SMTP exchange may block this long without a beat; a
+        # deadline below it would restart a healthy process.
+        longest = max(self.publish_timeout_s, self.smtp_timeout_s)
+        if self.stall_deadline_s <= longest:
+            raise ValueError(
+                f"ALARMD_STALL_DEADLINE_S is {self.stall_deadline_s:g} s but one "
+                f"publish or SMTP exchange may wait {longest:g} s "
+                "(ALARMD_PUBLISH_TIMEOUT_S, ALARMD_SMTP_TIMEOUT_S); raise the "
+                "deadline or lower those timeouts"
             )
         return self
 

@@ -166,6 +166,8 @@ class Daemon:
         metrics.MESSAGES_CONSUMED.inc(len(messages))
         metrics.BATCH_SIZE.observe(len(messages))
 
+        enter = self._health.enter  # the stall watcher names the stage in hand
+        enter("decode", messages)
         batch = self._retry("decode", lambda: decode_batch(messages, self._decode))
         if self._limit.holds(messages, batch):
             # Nothing of this batch is written or committed; a restart with the
@@ -173,13 +175,17 @@ class Daemon:
             self._member.set_paused(True)
             return
 
+        enter("write", messages)
         result = self._retry("database", lambda: self._write(batch))
 
+        enter("publish", messages)
         published = self._retry(
             "publish", _Remaining(self._publisher, result.outbox_rows)
         )
+        enter("mark", messages)
         self._retry("database", lambda: self._mark_published(published))
 
+        enter("commit", messages)
         offsets = next_offsets(messages)
         self._retry("commit", lambda: self._member.commit(offsets))
         self._retry.resume_if_paused()
@@ -226,6 +232,7 @@ class Daemon:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self._settings.outbox_sweep_interval_s
+        self._health.enter("sweep")
         try:
             self.sweep_outbox()
         except TransientError as exc:
@@ -255,6 +262,7 @@ class Daemon:
                     oldest = outbox.oldest_unpublished(cur)
                 conn.commit()
             swept += len(rows)
+            self._health.beat()  # each chunk is progress, however long the backlog
             age = (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
             metrics.OUTBOX_OLDEST_AGE.set(max(age, 0.0))
             if len(rows) < SWEEP_BATCH_ROWS:
@@ -266,6 +274,7 @@ class Daemon:
     def _idle_for(self, quiet_s: float, limit_s: float) -> bool:
         if quiet_s < limit_s or not self._member.joined:
             return False
+        self._health.enter("idle")
         try:
             with self._database() as conn, conn.cursor() as cur:
                 pending = outbox.count_unpublished(cur)

@@ -111,6 +111,7 @@ class GroupMember:
         """The messages stashed while paused, then up to `max_messages` fetched
         within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
         health probe."""
+        self._health.enter("consume")
         messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
         self._refusal.raise_if_refused()
         self._health.beat()

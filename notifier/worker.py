@@ -139,13 +139,18 @@ class NotifyWorker:
                     self._settings.batch_max_messages, self._poll_timeout()
                 )
                 if messages:
+                    self._health.enter("receive", messages)
                     self._receive(messages)
                     last_message_at = time.monotonic()
                 for digest in self._grouper.due(time.monotonic()):
                     if self._stopping.is_set():
                         break  # the rest stay uncommitted and come again
+                    self._health.enter("send")
                     self._send(digest)
+                    self._health.beat()  # each email is progress
+                self._health.enter("commit")
                 self._commit()
+                self._health.enter("sweep")
                 self._sweep_when_due()
                 self._retry.resume_if_paused()
                 metrics.PENDING.set(self._offsets.outstanding())

@@ -5,9 +5,12 @@
 #
 #   scripts/services.sh up | down | reset | status
 #   scripts/services.sh postgres-stop | postgres-start | kafka-stop | kafka-start
+#   scripts/services.sh postgres-freeze | postgres-thaw
 #
 # reset stops both and deletes their data. The -stop/-start pairs exist for the
-# integration tests that take a service away mid-run.
+# integration tests that take a service away mid-run. postgres-freeze stops this
+# cluster's postmaster and backends with SIGSTOP (their TCP connections stay
+# open, so queries hang, as on a hung server); postgres-thaw sends SIGCONT.
 #
 # `up` writes the connection settings to .local/services.env. Settings already
 # present in the environment (ALARMD_KAFKA_BOOTSTRAP_SERVERS,
@@ -203,6 +206,31 @@ run_as_pg() {
   fi
 }
 
+# The postmaster of this cluster (from its pid file) and its children, by PID:
+# never another cluster's processes.
+pg_pids() {
+  local pidfile="$PG_DATA/postmaster.pid" postmaster
+  [ -f "$pidfile" ] || die "PostgreSQL is not running here (no $pidfile)"
+  postmaster=$(head -n 1 "$pidfile")
+  kill -0 "$postmaster" 2>/dev/null || die "PostgreSQL's postmaster $postmaster (from $pidfile) is not running"
+  echo "$postmaster"
+  ps -o pid= --ppid "$postmaster" || true
+}
+
+pg_signal() {
+  local signal=$1 pids
+  pids=$(pg_pids)
+  if [ "$signal" = STOP ]; then
+    # The postmaster first, so it forks no backend that would escape the freeze.
+    # shellcheck disable=SC2086
+    kill -STOP $pids
+  else
+    # shellcheck disable=SC2086
+    kill -CONT $(echo $pids | tr ' ' '\n' | tac)
+  fi
+  log "PostgreSQL processes sent SIG$signal: $(echo $pids | wc -w)"
+}
+
 # --- Kafka ----------------------------------------------------------------------
 
 kafka_fetch() {
@@ -384,6 +412,12 @@ case "${1:-}" in
   postgres-start)
     pg_up
     ;;
+  postgres-freeze)
+    pg_signal STOP
+    ;;
+  postgres-thaw)
+    pg_signal CONT
+    ;;
   kafka-stop)
     kafka_down
     ;;
@@ -396,6 +430,6 @@ case "${1:-}" in
     port_open "$KAFKA_SASL_SSL_PORT" && log "Kafka SASL_SSL up on $KAFKA_SASL_SSL_PORT" || log "Kafka SASL_SSL down"
     ;;
   *)
-    die "usage: scripts/services.sh up|down|reset|status|postgres-stop|postgres-start|kafka-stop|kafka-start"
+    die "usage: scripts/services.sh up|down|reset|status|postgres-stop|postgres-start|postgres-freeze|postgres-thaw|kafka-stop|kafka-start"
     ;;
 esac

@@ -1,4 +1,5 @@
-"""The daemon as a subprocess (`python -m alarmd.cli run`) and its JSON log."""
+"""The daemon as a subprocess (`python -m alarmd.cli run`), or the sidecar
+(`notify`), and its JSON log."""
 
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ LOG_TAIL_LINES = 40
 
 
 class DaemonProcess:
-    """One `alarmd run` process; its stdout and stderr go to `log_path`."""
+    """One `alarmd run` (or `command`) process; its stdout and stderr go to
+    `log_path`."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, exit_when_idle_s: float | None
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        exit_when_idle_s: float | None,
+        command: str = "run",
     ) -> None:
-        args = [sys.executable, "-m", "alarmd.cli", "run"]
+        args = [sys.executable, "-m", "alarmd.cli", command]
         if exit_when_idle_s is not None:
             args += ["--exit-when-idle", str(exit_when_idle_s)]
         self.log_path = log_path

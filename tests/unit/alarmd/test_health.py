@@ -3,12 +3,17 @@ with `requests`."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
+import structlog
+from structlog.testing import capture_logs
 
 from alarmd import health as health_module
 from alarmd import metrics
-from alarmd.health import Health, serve
+from alarmd.health import Health, offset_ranges, serve
+from tests.unit.conftest import FakeMessage
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -30,8 +35,10 @@ def serve_health():
     """Starts the probe server on a free port; returns (health, base URL)."""
     servers = []
 
-    def start(ping: DatabasePing) -> tuple[Health, str]:
-        health = Health(ping)
+    def start(
+        ping: DatabasePing, stall_deadline_s: float = health_module.STALL_DEADLINE_S
+    ) -> tuple[Health, str]:
+        health = Health(ping, stall_deadline_s)
         server = serve(health, "127.0.0.1", 0)
         servers.append(server)
         return health, f"http://127.0.0.1:{server.server_port}"
@@ -71,14 +78,104 @@ def test_liveness_is_200_while_the_poll_loop_comes_round(serve_health, path):
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/orch/api/heartbeat"])
-def test_liveness_is_503_when_the_poll_loop_stalled(serve_health, monkeypatch, path):
-    """Past the stall limit without a beat, the process asks to be restarted."""
-    monkeypatch.setattr(health_module, "STALL_LIMIT_S", 0.0)
-    _, base = serve_health(DatabasePing(True))
+def test_liveness_is_503_when_the_poll_loop_stalled(serve_health, path):
+    """Past the stall deadline without a beat, the process asks to be restarted."""
+    _, base = serve_health(DatabasePing(True), stall_deadline_s=0.0)
 
     response = _get(base + path)
 
     assert (response.status_code, response.text) == (503, "poll loop stalled\n")
+
+
+def test_liveness_recovers_when_the_loop_beats_again(serve_health):
+    """A stall ends with the next beat: /healthz is 200 again."""
+    health, base = serve_health(DatabasePing(True), stall_deadline_s=0.2)
+    time.sleep(0.3)
+    stalled = _get(base + "/healthz").status_code
+
+    health.beat()
+
+    assert (stalled, _get(base + "/healthz").status_code) == (503, 200)
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """The structlog events alarmd.health logs during the test (a fresh logger,
+    since capture_logs() cannot reach one that cached its configuration)."""
+    monkeypatch.setattr(
+        health_module, "log", structlog.get_logger(health_module.__name__)
+    )
+    with capture_logs() as events:
+        yield events
+
+
+def test_a_stall_is_logged_once_with_its_stage_and_offsets(logged):
+    """The watcher names the stage and the batch's partitions and offset ranges,
+    once per stall, however often it checks."""
+    health = Health(DatabasePing(True), stall_deadline_s=0.05)
+    batch = [
+        FakeMessage(b"", partition=p, offset=o) for p, o in [(2, 7), (0, 3), (2, 9)]
+    ]
+    health.enter("write", batch)
+    time.sleep(0.1)
+
+    health.check_stall()
+    health.check_stall()
+
+    stalls = [e for e in logged if e["event"] == "poll_loop_stalled"]
+    assert len(stalls) == 1
+    assert stalls[0]["stage"] == "write"
+    assert stalls[0]["offsets"] == {"alarms[0]": "3-3", "alarms[2]": "7-9"}
+    assert stalls[0]["stalled_s"] >= 0.05
+    assert stalls[0]["log_level"] == "error"
+
+
+def test_the_end_of_a_stall_is_logged_once_after_the_next_beat(logged):
+    """A beat after a reported stall logs stall_recovered once; a fresh stall is
+    then reported again."""
+    health = Health(DatabasePing(True), stall_deadline_s=0.05)
+    health.enter("sweep")
+    time.sleep(0.1)
+    health.check_stall()
+
+    health.beat()
+    health.check_stall()
+    health.check_stall()
+    time.sleep(0.1)
+    health.check_stall()
+
+    assert [e["event"] for e in logged] == [
+        "poll_loop_stalled",
+        "stall_recovered",
+        "poll_loop_stalled",
+    ]
+
+
+def test_no_stall_is_logged_while_the_loop_beats(logged):
+    """A loop that keeps coming round (a retry polling between attempts) is
+    never reported, however long its stage lasts."""
+    health = Health(DatabasePing(True), stall_deadline_s=0.2)
+    health.enter("write", [FakeMessage(b"")])
+
+    for _ in range(5):
+        time.sleep(0.06)
+        health.beat()
+        health.check_stall()
+
+    assert logged == []
+    assert health.alive()
+
+
+def test_offset_ranges_cover_each_partition_of_each_topic():
+    """Ranges are per topic and partition, from the lowest to the highest offset."""
+    messages = [
+        FakeMessage(b"", topic="b", partition=1, offset=5),
+        FakeMessage(b"", topic="a", partition=1, offset=12),
+        FakeMessage(b"", topic="a", partition=1, offset=10),
+    ]
+
+    assert offset_ranges(messages) == {"a[1]": "10-12", "b[1]": "5-5"}
+    assert offset_ranges([]) == {}
 
 
 def test_readiness_is_503_before_joining_the_group(serve_health):

@@ -377,3 +377,30 @@ def test_database_url_that_does_not_parse_is_refused_without_showing_it(
     sentence = describe_settings_error(raised.value)
     assert sentence.startswith("ALARMD_DATABASE_URL: ")
     assert DATABASE_PASSWORD not in sentence
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"ALARMD_STALL_DEADLINE_S": "30", "ALARMD_PUBLISH_TIMEOUT_S": "30"},
+        {"ALARMD_STALL_DEADLINE_S": "20", "ALARMD_SMTP_TIMEOUT_S": "25"},
+    ],
+    ids=["publish-timeout", "smtp-timeout"],
+)
+def test_a_stall_deadline_within_a_blocking_wait_is_refused(monkeypatch, variables):
+    """A stall deadline no longer than a publish or an SMTP wait would restart a
+    healthy process; start-up refuses it, naming the variables."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match="ALARMD_STALL_DEADLINE_S"):
+        Settings()
+
+
+def test_the_default_stall_deadline_exceeds_the_default_waits():
+    """The defaults start: the deadline is above every blocking wait."""
+    settings = Settings()
+
+    assert settings.stall_deadline_s > max(
+        settings.publish_timeout_s, settings.smtp_timeout_s
+    )
