@@ -96,13 +96,16 @@ def count_unpublished(cur: Cursor) -> int:
     return int(cur.fetchone()[0])
 
 
-# Header values are arbitrary bytes; JSONB holds them as base64.
-def _encode_headers(headers: list[tuple[str, bytes]]) -> list[list[str]]:
+# Header values are arbitrary bytes, or null; JSONB holds them as base64 or null.
+def _encode_headers(headers: list[tuple[str, bytes]]) -> list[list[str | None]]:
     return [
-        [name, base64.b64encode(value or b"").decode("ascii")]
+        [name, None if value is None else base64.b64encode(value).decode("ascii")]
         for name, value in headers
     ]
 
 
 def _decode_headers(stored: list[list[str]]) -> list[tuple[str, bytes]]:
-    return [(name, base64.b64decode(value)) for name, value in stored]
+    return [
+        (name, None if value is None else base64.b64decode(value))  # type: ignore[misc]
+        for name, value in stored
+    ]

@@ -64,7 +64,7 @@ class Message:
 
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,17 @@ def corpus(
     cases = [
         case("random-bytes", _noise(rng), DeadLetterReason.BAD_FRAMING, "payload"),
         case("empty-value", b"", DeadLetterReason.EMPTY_VALUE, "empty (0 bytes)"),
-        case("tombstone", None, DeadLetterReason.TOMBSTONE, "tombstone"),
+        # Kafka Connect sends tombstones, and headers whose value is null.
+        PoisonCase(
+            "tombstone",
+            Message(
+                b"poison-tombstone",
+                None,
+                [(CASE_HEADER, b"tombstone"), ("connect-deleted", None)],
+            ),
+            DeadLetterReason.TOMBSTONE,
+            "tombstone",
+        ),
         # The event put in the key by mistake, nothing in the value or headers.
         PoisonCase(
             "key-only",
