@@ -10,11 +10,14 @@ import hashlib
 import json
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alarmd.errors import DeadLetterReason, InvalidMessage
 from schemas.decoding import Decoder
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +81,10 @@ def event_id(record: dict[str, Any]) -> str:
 
 
 def _micros(value: Any) -> Any:
+    # Integer arithmetic: a float timestamp times 10**6 rounds, and after 2038 it
+    # gives two instants a microsecond apart the same number, so the same id.
     if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000)
+        return (value - EPOCH) // ONE_MICROSECOND
     raise TypeError(f"cannot canonicalise {type(value).__name__}")
 
 

@@ -3,13 +3,16 @@ batch into events to store and messages to reject."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 import schemas
 from alarmd.errors import DeadLetterReason
@@ -18,6 +21,8 @@ from schemas.decoding import ConfluentDecoder, SchemalessDecoder, SingleObjectDe
 from schemas.encoding import schemaless, single_object
 from schemas.mapping import json_to_event
 from tests import poison
+from tests.avro_wire import schema_json
+from tests.unit.schemas.avro_strategies import records
 
 
 @pytest.fixture
@@ -244,3 +249,28 @@ def test_every_poison_case_is_rejected_with_its_reason_and_the_rest_decodes(
         ), case.name
     stored = [e.record for e in batch.events]
     assert stored[1:] == [c.stored for c in poison.verbatim(cases)]
+
+
+@given(record=records(schema_json()), step=st.sampled_from([-1, 1]))
+def test_event_ids_of_events_a_microsecond_apart_differ(record, step):
+    """Two events that differ only by one microsecond of eventTime, at any
+    instant from year 1 to 9999, are two events with two ids."""
+    later = {**record, "eventTime": record["eventTime"] + timedelta(microseconds=step)}
+
+    assert event_id(later) != event_id(record)
+
+
+@given(record=records(schema_json()))
+def test_event_id_counts_eventtime_in_exact_microseconds(record):
+    """The id is the SHA-256 of the record's canonical JSON, with eventTime as
+    its whole number of microseconds since the epoch."""
+    since_epoch = record["eventTime"] - datetime(1970, 1, 1, tzinfo=UTC)
+    micros = since_epoch.days * 86_400_000_000 + since_epoch.seconds * 1_000_000
+    canonical = json.dumps(
+        {**record, "eventTime": micros + since_epoch.microseconds},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+    assert event_id(record) == hashlib.sha256(canonical.encode()).hexdigest()
