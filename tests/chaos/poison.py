@@ -1,9 +1,10 @@
 """The poison messages the run mixes into its input, each with the dead-letter
 reason it must end with (`alarmd.errors.DeadLetterReason`).
 
-The set is the dead-letter tier's own (`bad_inputs`), so the run and that tier
-agree on what each kind of bad input becomes; this module is the one place to
-point at a larger corpus.
+The set is the poison corpus (`tests/poison.py`) in the daemon's default
+single-object framing, so the run, the dead-letter tier and the unit tests
+agree on what each kind of bad input becomes. The corpus's hostile but valid
+event is left out: it is not poison, and the run counts only its own events.
 """
 
 from __future__ import annotations
@@ -11,20 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alarmd.errors import DeadLetterReason
-from tests.integration.test_dead_letter import bad_inputs
+from tests.poison import SingleObjectFraming, corpus, poison
 
 
 @dataclass(frozen=True)
 class Poison:
     kind: str
-    key: bytes
+    key: bytes | None
     value: bytes | None
     reason: DeadLetterReason
 
 
 def poison_set(document: dict) -> list[Poison]:
-    """One message per permanent error kind, built from a good event."""
+    """One message per case of the corpus that must be dead-lettered."""
     return [
-        Poison(bad.kind, bad.key, bad.value, DeadLetterReason(bad.reason))
-        for bad in bad_inputs(document)
+        Poison(case.name, case.message.key, case.message.value, case.reason)
+        for case in poison(corpus(document, SingleObjectFraming()))
+        if case.reason is not None
     ]
