@@ -10,9 +10,12 @@ from typing import Any
 import fastavro
 
 import schemas
+from tests import poison
 from tests.avro_wire import to_record
 
-__all__ = ["alarm_event_json", "body", "single_object", "to_record"]
+__all__ = ["alarm_event_json", "body", "good_messages", "single_object", "to_record"]
+
+COLLECTOR_HEADER = ("collector", b"robot-integration")
 
 
 def body(schema: schemas.Schema, record: dict[str, Any]) -> bytes:
@@ -30,3 +33,17 @@ def single_object(schema: schemas.Schema, record: dict[str, Any]) -> bytes:
 def alarm_event_json() -> dict[str, Any]:
     """alarmd's reader schema, as JSON."""
     return json.loads((schemas.SCHEMA_DIR / "alarm_event.avsc").read_text("utf-8"))
+
+
+def good_messages(
+    lines: list[str], framing: poison.Framing | None = None
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """Sample lines as a collector sends them: (key, value, headers), keyed by
+    iactoken, framed single-object unless told otherwise, with one header."""
+    framing = framing or poison.SingleObjectFraming()
+    messages = []
+    for line in lines:
+        document = json.loads(line)
+        value = poison.encode(document, framing)
+        messages.append((document["iactoken"].encode(), value, [COLLECTOR_HEADER]))
+    return messages

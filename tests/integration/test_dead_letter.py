@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from tests import poison
 
+from .avro_framing import good_messages
 from .polling import wait_until
 from .sample import expect
 from .schema_registry import LocalSchemaRegistry
@@ -74,21 +75,15 @@ def test_every_poison_case_is_dead_lettered_once_and_the_daemon_goes_on(
     cases = poison.corpus(json.loads(sample_lines[0]), framing)
     bad = poison.poison(cases)
 
-    def good(lines: list[str]) -> list[poison.Message]:
-        return [
-            poison.Message(json.loads(line)["iactoken"].encode(),
-                           poison.encode(json.loads(line), framing))
-            for line in lines
-        ]  # fmt: skip
-
+    poisoned = [(c.message.key, c.message.value, c.message.headers) for c in cases]
     mixed = [
         message
-        for pair in zip_longest(good(first_lines), [c.message for c in cases])
+        for pair in zip_longest(good_messages(first_lines, framing), poisoned)
         for message in pair
         if message is not None
     ]
-    placed = stack.produce_raw([(m.key, m.value, m.headers) for m in mixed])
-    where = {id(m): at for m, at in zip(mixed, placed, strict=True)}
+    placed = dict(zip(map(id, mixed), stack.produce_raw(mixed), strict=True))
+    where = {case.name: placed[id(m)] for case, m in zip(cases, poisoned, strict=True)}
 
     daemon = stack.start_daemon(extra_env=daemon_env)
     first = expect(first_lines).events + len(poison.verbatim(cases))
@@ -108,7 +103,7 @@ def test_every_poison_case_is_dead_lettered_once_and_the_daemon_goes_on(
         ),
     )
     assert daemon.running()
-    stack.produce_raw([(m.key, m.value, m.headers) for m in good(later_lines)])
+    stack.produce_raw(good_messages(later_lines, framing))
     exit_code = daemon.wait(RUN_TIMEOUT_S)
 
     assert exit_code == 0, daemon.tail()
@@ -134,7 +129,7 @@ def test_every_poison_case_is_dead_lettered_once_and_the_daemon_goes_on(
     }  # fmt: skip
     assert len(dead) == len(by_source) == len(bad)
     for case in bad:
-        source = where[id(case.message)]
+        source = where[case.name]
         topic, stage, reason, detail = errors[source]
         assert (topic, stage, reason) == (stack.topics.input, "decode", case.reason)
         assert case.detail in detail, case.name

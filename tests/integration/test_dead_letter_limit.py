@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alarmd.settings import Settings
 
+from .avro_framing import good_messages
 from .sample import expect
 from .stack import ADMIN_TIMEOUT_S, RUN_TIMEOUT_S
-from .test_dead_letter import good_messages
 
 HTTP_TIMEOUT_S = 5.0
 GOOD_LINES = 12

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 from alarmd.errors import DeadLetterReason
 
+from .avro_framing import COLLECTOR_HEADER, good_messages
 from .sample import ROOT, expect
 from .stack import RUN_TIMEOUT_S
-from .test_dead_letter import COLLECTOR_HEADER, good_messages
 
 REPLAY_OF = "alarmd-replay-of"
 # The daemon is misconfigured for framing: producers send single-object Avro.
