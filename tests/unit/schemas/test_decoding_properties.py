@@ -10,14 +10,11 @@ against the decoders as well.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from hypothesis import given
 from hypothesis import strategies as st
@@ -28,15 +25,12 @@ from schemas import encoding
 from schemas.decoding import ConfluentDecoder, SchemalessDecoder, SingleObjectDecoder
 from tests.avro_wire import (
     SCHEMA_DIR,
-    body,
-    confluent_frame,
     schema_json,
-    single_object_header,
 )
 
 from .avro_strategies import fields, records
+from .framings import ENCODINGS, wire
 
-ENCODINGS = ["single-object", "confluent", "schemaless"]
 WRITERS = ["alarm_event"] + sorted(
     f"history/{path.stem}" for path in (SCHEMA_DIR / "history").glob("*.avsc")
 )
@@ -50,33 +44,6 @@ BODY_REASONS = {
     DeadLetterReason.UNSTORABLE_VALUE,
 }
 MAX_FUZZ_BYTES = 600
-
-
-class Wire:
-    """One encoding: how a producer frames a body, and the decoder that reads it."""
-
-    def __init__(self, encoding_name: str, writer_name: str) -> None:
-        self.writer = schema_json(writer_name)
-        if encoding_name == "single-object":
-            self.decode = SingleObjectDecoder()
-            self.header = single_object_header(self.writer)
-        elif encoding_name == "schemaless":
-            self.decode = SchemalessDecoder(schemas.parse(self.writer))
-            self.header = b""
-        else:
-            registry = SchemaRegistryClient.new_client({"url": "mock://"})
-            text = RegistrySchema(json.dumps(self.writer), "AVRO")
-            self.schema_id = registry.register_schema("alarms-value", text)
-            self.decode = ConfluentDecoder(registry)
-            self.header = confluent_frame(self.schema_id, b"")
-
-    def frame(self, record: dict[str, Any]) -> bytes:
-        return self.header + body(self.writer, record)
-
-
-@cache
-def wire(encoding_name: str, writer_name: str = "alarm_event") -> Wire:
-    return Wire(encoding_name, writer_name)
 
 
 def as_decoded(written: dict[str, Any]) -> dict[str, Any]:

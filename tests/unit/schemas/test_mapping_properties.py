@@ -22,7 +22,7 @@ from schemas.mapping import MappingError, event_to_json, json_to_event
 from tests.avro_wire import schema_json
 
 from .avro_strategies import JSON_VALUES, TEXT, documents, fields
-from .test_decoding_properties import ENCODINGS, wire
+from .framings import ENCODINGS, wire
 
 READER = schema_json()
 READER_FIELDS = fields(READER)
