@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,8 +46,11 @@ SECRET_KAFKA_PROPERTIES = frozenset(
     }
 )
 # Beyond those, any property or URL query parameter whose last word says it is
-# a secret, such as `password` or a vendor's `*.client.secret`.
-SECRET_NAME_WORDS = ("password", "passphrase", "secret", "token", "credentials")
+# a secret, such as `password`, a vendor's `*.client.secret` or an `api_key`.
+# A last word of `location` (or libpq's `sslkey`) names a file, not a secret.
+SECRET_NAME_WORDS = (
+    "password", "passphrase", "secret", "token", "credentials", "apikey",
+)  # fmt: skip
 # The typed Kafka settings and the librdkafka property each one sets.
 TYPED_KAFKA_PROPERTIES = {
     "kafka_security_protocol": "security.protocol",
@@ -321,7 +325,6 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective settings with every secret replaced by asterisks."""
         shown = self.model_dump(mode="json")
-        shown["database_url"] = mask_url(self.database_url.get_secret_value())
         shown["kafka_properties"] = {
             k: (MASK if is_secret_property(k) else mask_credentials_in(v))
             for k, v in self.kafka_properties.items()
@@ -343,7 +346,7 @@ def is_secret_property(name: str) -> bool:
     if name in SECRET_KAFKA_PROPERTIES:
         return True
     last = name.replace("_", ".").split(".")[-1]
-    return any(word in last for word in SECRET_NAME_WORDS)
+    return last == "key" or any(word in last for word in SECRET_NAME_WORDS)
 
 
 def mask_credentials_in(value: str) -> str:
@@ -360,7 +363,9 @@ def mask_url(url: str) -> str:
     try:
         parsed = make_url(url)
         hidden = {key: "***" for key in parsed.query if is_secret_property(key)}
-        return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+        shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+        # Read by people: sslrootcert=/etc/... rather than %2Fetc%2F...
+        return urllib.parse.unquote(shown)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
         return MASK
 

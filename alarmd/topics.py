@@ -35,17 +35,7 @@ READ_TIMEOUT_S = 120.0
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
-    """Creates the topics that do not exist; returns {topic: "created" | "exists"}.
-    Raises ConfigurationError as soon as the broker refuses the credentials or
-    the certificate."""
-    refusal = RefusalWatch()
-    admin = AdminClient(
-        {
-            **settings.kafka_common(),
-            "logger": librdkafka_logger(),  # type: ignore[dict-item]
-            "error_cb": refusal.notice,
-        }  # fmt: skip
-    )
+    """Creates the topics that do not exist; returns {topic: "created" | "exists"}."""
     wanted = [
         NewTopic(
             topic,
@@ -61,6 +51,18 @@ def create_topics(settings: Settings) -> dict[str, str]:
         )
         for topic in [*settings.all_topics(), *settings.sidecar_topics()]
     ]
+    return create_missing(
+        {**settings.kafka_common(), "logger": librdkafka_logger()}, wanted
+    )
+
+
+def create_missing(config: dict[str, Any], wanted: list[NewTopic]) -> dict[str, str]:
+    """Creates those of `wanted` that do not exist, with an admin client of
+    `config`; returns {topic: "created" | "exists"}. Blocks for the broker, at
+    most ADMIN_TIMEOUT_S a topic. Raises ConfigurationError as soon as the
+    broker refuses the credentials or the certificate."""
+    refusal = RefusalWatch()
+    admin = AdminClient({**config, "error_cb": refusal.notice})
     outcome: dict[str, str] = {}
     for topic, future in admin.create_topics(
         wanted, operation_timeout=ADMIN_TIMEOUT_S

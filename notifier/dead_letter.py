@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import NewTopic
 
 from alarmd import logs
 from alarmd.errors import TransientError
+from alarmd.topics import create_missing
 from consumer.dead_letter import HEADER_PREFIX, MAX_DETAIL_HEADER_BYTES
 from db.outbox import EVENT_ID_HEADER
 from notifier.records import Failed
 
 log = logs.get(__name__)
 
-ADMIN_TIMEOUT_S = 30.0
 FLUSH_SLICE_S = 0.5
 
 
@@ -35,18 +35,11 @@ class DeadLetterPublisher:
         )
 
     def ensure_topic(self, partitions: int, replication_factor: int) -> None:
-        """Creates the topic when it does not exist; blocks for the broker."""
-        admin = AdminClient(self._config)
-        futures = admin.create_topics(
-            [NewTopic(self.topic, partitions, replication_factor)],
-            operation_timeout=ADMIN_TIMEOUT_S,
-        )
-        try:
-            futures[self.topic].result(timeout=ADMIN_TIMEOUT_S)
+        """Creates the topic when it does not exist; blocks for the broker.
+        Raises ConfigurationError when the broker refuses the connection."""
+        wanted = [NewTopic(self.topic, partitions, replication_factor)]
+        if create_missing(self._config, wanted)[self.topic] == "created":
             log.info("topic", topic=self.topic, outcome="created")
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
 
     def publish(self, failed: list[Failed]) -> None:
         """Sends the requests and blocks until the broker has all of them; raises

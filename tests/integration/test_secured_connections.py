@@ -212,15 +212,19 @@ def test_refused_secured_connection_exits_with_a_sentence_and_no_password(
 
 @pytest.mark.parametrize(
     "command",
-    [["topics", "create"], ["produce", "--no-progress", "SAMPLE"]],
-    ids=["topics create", "produce"],
+    [["topics", "create"], ["produce", "--no-progress", "SAMPLE"], ["notify"]],
+    ids=["topics create", "produce", "notify"],
 )
 def test_tools_exit_with_a_sentence_when_the_broker_refuses_the_password(
     secured_stack: Stack, secured: SecuredServices, sample_path: Path, command
 ):
-    """`alarmd topics create` and `alarmd produce` stop at the first refusal
-    with exit 2 and the setting to fix, instead of waiting out their timeouts."""
-    env = secured.env(secured_stack.database, kafka_password="not-the-password-42")
+    """`alarmd topics create`, `alarmd produce` and the email sidecar stop at
+    the first refusal with exit 2 and the setting to fix, instead of waiting
+    out their timeouts."""
+    env = {
+        **secured.env(secured_stack.database, kafka_password="not-the-password-42"),
+        "ALARMD_NOTIFY_HTTP_PORT": "0",
+    }
     args = [str(sample_path) if arg == "SAMPLE" else arg for arg in command]
 
     done = subprocess.run(

@@ -142,6 +142,11 @@ def test_masked_hides_secret_kafka_properties_and_shows_the_rest(monkeypatch):
         ("ssl.certificate.location", False),
         ("sasl.kerberos.keytab", False),
         ("client.id", False),
+        ("api_key", True),
+        ("apikey", True),
+        ("sslpassword", True),
+        ("sslkey", False),
+        ("sslrootcert", False),
     ],
 )
 def test_secret_properties_are_known_by_what_they_hold(name, secret):
@@ -404,3 +409,17 @@ def test_the_default_stall_deadline_exceeds_the_default_waits():
     assert settings.stall_deadline_s > max(
         settings.publish_timeout_s, settings.smtp_timeout_s
     )
+
+
+def test_tls_paths_in_the_database_url_are_shown_and_its_passwords_masked():
+    """libpq's sslrootcert and sslkey are paths and stay readable; sslpassword
+    and password are masked."""
+    shown = mask_url(
+        "postgresql+psycopg2://alarmd:pw-in-userinfo@db/alarmd?sslmode=verify-full"
+        "&sslrootcert=/etc/alarmd/db-tls/ca.crt&sslkey=/etc/alarmd/db-tls/tls.key"
+        "&sslpassword=pw-of-key&password=pw-in-query"
+    )
+
+    assert "pw-" not in shown
+    assert "sslrootcert=/etc/alarmd/db-tls/ca.crt" in shown
+    assert "sslkey=/etc/alarmd/db-tls/tls.key" in shown
