@@ -203,6 +203,10 @@ if sys.argv[1] == "before-kafka-commit":
     replayer._producer = ProducerDyingBeforeCommit()
 elif sys.argv[1] == "wait-before-kafka-commit":
     replayer._producer = ProducerWaitingBeforeCommit()
+elif sys.argv[1] == "lose-database-after-kafka-commit":
+    replayer._record = lambda cur, placed: cur.execute(
+        "SELECT pg_terminate_backend(pg_backend_pid())"
+    )
 else:
     replayer._record = lambda cur, placed: os._exit(9)
 replayer.replay(read_dead_letters(settings, Selection()))
@@ -302,3 +306,23 @@ def test_a_replay_started_during_another_fences_it_and_replays_each_once(
     dead = {f"{r.topic}/{r.partition}/{r.offset}"
             for r in stack.records(stack.topics.dead_letter)}  # fmt: skip
     assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 1))
+
+
+def test_losing_the_database_after_the_kafka_commit_says_what_was_not_recorded(
+    stack, sample_lines
+):
+    """When PostgreSQL goes away between the two commits, the run fails with a
+    sentence naming the dead letters replayed but not recorded."""
+    lines = sample_lines[:4]
+    dead_letter_with_wrong_encoding(stack, lines)
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_REPLAY, "lose-database-after-kafka-commit"],
+        env=stack.env(), cwd=ROOT, capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert f"the {len(lines)} dead letters from" in done.stderr, done.stderr
+    assert "replayed but not recorded" in done.stderr
+    assert stack.query("SELECT count(*) FROM dead_letter_replays") == [(0,)]
+    assert sum(replays_on_input(stack).values()) == len(lines)
