@@ -95,25 +95,25 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
 class TopicRecord:
     """One record read back from a topic, with everything it carried."""
 
-    topic: str
     partition: int
     offset: int
-    timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
+    topic: str = ""
+    timestamp_ms: int | None = None
 
     @classmethod
     def of(cls, message: Any) -> TopicRecord:
         kind, timestamp = message.timestamp()
         return cls(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
-            message.key(),
-            message.value(),
-            tuple(message.headers() or ()),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            headers=tuple(message.headers() or ()),
+            topic=message.topic(),
+            timestamp_ms=None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
         )
 
     def header(self, name: str) -> bytes | None:

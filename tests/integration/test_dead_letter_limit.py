@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alarmd.settings import Settings
 
+from .avro_framing import good_messages
 from .sample import expect
 from .stack import ADMIN_TIMEOUT_S, RUN_TIMEOUT_S
-from .test_dead_letter import good_messages
 
 HTTP_TIMEOUT_S = 5.0
 GOOD_LINES = 12
@@ -58,7 +58,7 @@ def test_a_stream_of_garbage_pauses_the_daemon_and_the_fix_stores_it(
     in_row = Settings.model_fields["dead_letter_limit_in_row"].default
     good = sample_lines[:GOOD_LINES]
     garbage = sample_lines[GOOD_LINES : GOOD_LINES + in_row + 50]
-    placed = stack.produce_raw(good_messages(good))
+    placed = stack.produce_raw(good_messages(good, []))
     stack.run_daemon_until_idle()
     ends: dict[int, int] = {}
     for partition, offset in placed:
@@ -102,7 +102,7 @@ def test_a_stream_of_garbage_pauses_the_daemon_and_the_fix_stores_it(
 def test_a_tripped_daemon_asked_to_exit_when_idle_exits_1(stack, sample_lines):
     """With --exit-when-idle, a daemon holding a batch back does not claim to be
     done: it exits 1."""
-    stack.produce_raw(good_messages(sample_lines[:5]))
+    stack.produce_raw(good_messages(sample_lines[:5], []))
     daemon = stack.start_daemon(
         extra_env={"ALARMD_INPUT_ENCODING": "schemaless",
                    "ALARMD_DEAD_LETTER_LIMIT_IN_ROW": "3",

@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 from alarmd.errors import DeadLetterReason
 
+from .avro_framing import good_messages
 from .polling import wait_until
 from .sample import ROOT, expect
 from .stack import RUN_TIMEOUT_S
-from .test_dead_letter import COLLECTOR_HEADER, good_messages
 
 REPLAY_OF = "alarmd-replay-of"
+COLLECTOR_HEADER = ("collector", b"robot-integration")
 # The daemon is misconfigured for framing: producers send single-object Avro.
 WRONG_ENCODING = {"ALARMD_INPUT_ENCODING": "schemaless"}
 
@@ -26,7 +27,7 @@ def dead_letter_with_wrong_encoding(stack, lines: list[str]):
     """Produces the lines in single-object framing and runs the daemon set to
     schemaless, so every one is dead-lettered; returns the messages and where
     each was placed on the input topic."""
-    messages = good_messages(lines)
+    messages = good_messages(lines, [COLLECTOR_HEADER])
     placed = stack.produce_raw(messages)
     stack.run_daemon_until_idle(WRONG_ENCODING)
     counts = stack.counts()
