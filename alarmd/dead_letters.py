@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from alarmd.errors import ConfigurationError, DeadLetterReason
 from alarmd.settings import Settings
-from alarmd.topics import TopicRecord, read_topic
+from alarmd.topics import TopicRecord, read_messages, reading_consumer
 from consumer.dead_letter import (
     ERROR_DETAIL_HEADER,
     ERROR_REASON_HEADER,
@@ -24,6 +24,7 @@ from consumer.dead_letter import (
 )
 
 PREVIEW_BYTES = 48
+READER_GROUP = "alarmd-dlq"  # never joined and never committed
 _DATETIME = TypeAdapter(datetime)
 _ISO_DURATION = TypeAdapter(timedelta)
 
@@ -115,11 +116,15 @@ class Selection:
 
 def read_dead_letters(settings: Settings, selection: Selection) -> list[DeadLetter]:
     """The dead letters now on ALARMD_DEAD_LETTER_TOPIC that the selection
-    takes, in partition and offset order. Blocks while reading the topic."""
-    letters = (
-        DeadLetter.of(r) for r in read_topic(settings, settings.dead_letter_topic)
-    )
-    return [letter for letter in letters if letter in selection]
+    takes, in partition and offset order; only those are kept in memory.
+    Blocks while reading the topic to its end."""
+    with reading_consumer(settings.kafka_common(), READER_GROUP) as consumer:
+        letters = (
+            DeadLetter.of(TopicRecord.of(m))
+            for m in read_messages(consumer, settings.dead_letter_topic)
+        )
+        taken = [letter for letter in letters if letter in selection]
+    return sorted(taken, key=lambda letter: letter.position)
 
 
 def parse_reasons(names: Iterable[str]) -> frozenset[DeadLetterReason]:

@@ -30,8 +30,8 @@ ADMIN_TIMEOUT_S = 30.0
 OUTPUT_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 COUNT_POLL_S = 1.0
 ADMIN_POLL_S = 0.5
-# Longest read of one topic to its end.
-READ_TIMEOUT_S = 120.0
+# Longest wait for the next record while reading a topic to its end.
+READ_TIMEOUT_S = 60.0
 
 
 def create_topics(settings: Settings) -> dict[str, str]:
@@ -97,25 +97,25 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
 class TopicRecord:
     """One record read back from a topic, with everything it carried."""
 
-    topic: str
     partition: int
     offset: int
-    timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
+    topic: str = ""
+    timestamp_ms: int | None = None
 
     @classmethod
     def of(cls, message: Any) -> TopicRecord:
         kind, timestamp = message.timestamp()
         return cls(
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
-            message.key(),
-            message.value(),
-            tuple(message.headers() or ()),
+            partition=message.partition(),
+            offset=message.offset(),
+            key=message.key(),
+            value=message.value(),
+            headers=tuple(message.headers() or ()),
+            topic=message.topic(),
+            timestamp_ms=None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
         )
 
     def header(self, name: str) -> bytes | None:
@@ -126,17 +126,6 @@ class TopicRecord:
     def text_header(self, name: str) -> str | None:
         value = self.header(name)
         return value.decode("utf-8", "replace") if value is not None else None
-
-
-def read_topic(
-    settings: Settings, topic: str, timeout_s: float = READ_TIMEOUT_S
-) -> list[TopicRecord]:
-    """Every record now on the topic, in partition and offset order; empty when
-    the topic does not exist. Commits nothing. Raises TransientError when the
-    end is not reached within `timeout_s`."""
-    with reading_consumer(settings.kafka_common(), "alarmd-reader") as consumer:
-        records = [TopicRecord.of(m) for m in read_messages(consumer, topic, timeout_s)]
-    return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
 @contextlib.contextmanager
@@ -164,8 +153,8 @@ def read_messages(
 ) -> Iterator[Any]:
     """Yields each message of the topic, from every partition's low watermark to
     its end as it is when reading starts; nothing when the topic does not exist.
-    Raises TransientError when the end is not reached within `timeout_s`, and
-    KafkaException for any other consume error."""
+    Raises TransientError when `timeout_s` passes without a message while the end
+    is not reached, and KafkaException for any other consume error."""
     metadata = consumer.list_topics(topic, timeout=ADMIN_TIMEOUT_S).topics.get(topic)
     if metadata is None or metadata.error is not None:
         return
@@ -186,10 +175,11 @@ def read_messages(
         if time.monotonic() > deadline:
             raise TransientError(
                 "read",
-                f"reading {topic} did not reach the end of partitions "
-                f"{sorted(remaining)} within {timeout_s:.0f} s",
+                f"reading {topic} stalled for {timeout_s:.0f} s before the end of "
+                f"partitions {sorted(remaining)}",
             )
         for message in consumer.consume(10_000, COUNT_POLL_S):
+            deadline = time.monotonic() + timeout_s
             error = message.error()
             if error is None:
                 yield message

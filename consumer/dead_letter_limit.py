@@ -126,7 +126,7 @@ class DeadLetterLimit:
         self._health.hold_readiness(
             f"dead-letter limit reached: {reason}; consumption paused until restart"
         )
-        first = {}
+        first: dict[int, int] = {}
         for m in messages:
             first.setdefault(m.partition(), m.offset())
         log.error("dead_letter_limit_tripped", reason=reason,

@@ -128,15 +128,28 @@ class Replayer:
         self._producer.flush(TRANSACTION_TIMEOUT_S)
 
     def _replay_chunk(self, letters: list[DeadLetter]) -> list[Replayed]:
-        with (
-            translated_connection(self._engine, commit=True) as conn,
-            conn.cursor() as cur,
-        ):
-            claimed = self._claim(cur, letters)
-            if not claimed:
-                return []
-            placed = self._produce(claimed)
-            self._record(cur, placed)
+        placed: list[Replayed] = []
+        try:
+            with (
+                translated_connection(self._engine, commit=True) as conn,
+                conn.cursor() as cur,
+            ):
+                claimed = self._claim(cur, letters)
+                if not claimed:
+                    return []
+                placed = self._produce(claimed)
+                self._record(cur, placed)
+        except TransientError as exc:
+            if not placed:
+                raise
+            # The window: on the input topic, but not recorded.
+            raise TransientError(
+                exc.stage,
+                f"{exc.detail}; the {len(placed)} dead letters from "
+                f"{placed[0].letter.coordinate} to {placed[-1].letter.coordinate} "
+                "were replayed but not recorded, so the next replay sends them again "
+                "(the daemon stores each event once)",
+            ) from exc
         log.info("dead_letters_replayed", count=len(placed),
                  first=placed[0].letter.coordinate, last=placed[-1].letter.coordinate,
                  topic=self._settings.input_topic, run_id=self.run_id)  # fmt: skip

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from alarmd.errors import DeadLetterReason
 
 from .avro_framing import COLLECTOR_HEADER, good_messages
+from .polling import wait_until
 from .sample import ROOT, expect
 from .stack import RUN_TIMEOUT_S
 
@@ -167,7 +168,7 @@ def test_racing_replays_replay_each_dead_letter_once(stack, sample_lines):
 # A replay run that dies (os._exit, as a SIGKILL would: no rollback, no abort)
 # at the point named by argv[1].
 CRASHING_REPLAY = """
-import os, sys
+import os, sys, time
 from alarmd.dead_letters import Selection, read_dead_letters
 from alarmd.settings import load_settings
 from db.engine import make_engine
@@ -185,8 +186,27 @@ class ProducerDyingBeforeCommit:
         real.flush(30)  # the records are on the log, in the open transaction
         os._exit(9)
 
+# Says it is about to commit (file argv[2]), then waits for the go-ahead (argv[3]).
+class ProducerWaitingBeforeCommit:
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def commit_transaction(self, *args):
+        real.flush(30)
+        open(sys.argv[2], "w").close()
+        while not os.path.exists(sys.argv[3]):
+            time.sleep(0.05)
+        return real.commit_transaction(*args)
+
 if sys.argv[1] == "before-kafka-commit":
     replayer._producer = ProducerDyingBeforeCommit()
+elif sys.argv[1] == "wait-before-kafka-commit":
+    replayer._producer = ProducerWaitingBeforeCommit()
+elif sys.argv[1] == "lose-database-after-kafka-commit":
+    replayer._record = lambda cur, placed: cur.execute(
+        "SELECT pg_terminate_backend(pg_backend_pid())"
+    )
 else:
     replayer._record = lambda cur, placed: os._exit(9)
 replayer.replay(read_dead_letters(settings, Selection()))
@@ -244,3 +264,65 @@ def test_a_crash_between_the_kafka_and_the_database_commit_repeats_but_stores_on
     counts = stack.counts()
     assert counts["alarm_events"] == expect(lines).events
     assert counts["processing_errors"] == len(lines)
+
+
+def test_a_replay_started_during_another_fences_it_and_replays_each_once(
+    stack, sample_lines, tmp_path
+):
+    """Run A has produced its chunk and is about to commit; run B starts,
+    fences A's transaction and waits on A's claims. A's commit is refused: it
+    rolls back and exits 1 saying another run took over; B replays each dead
+    letter once."""
+    lines = sample_lines[:8]
+    dead_letter_with_wrong_encoding(stack, lines)
+    about_to_commit, go_ahead = tmp_path / "about-to-commit", tmp_path / "go-ahead"
+    first = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_REPLAY, "wait-before-kafka-commit",
+         str(about_to_commit), str(go_ahead)],
+        env=stack.env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_until(about_to_commit.exists, RUN_TIMEOUT_S, lambda: "run A never produced")
+    second = subprocess.Popen(
+        [sys.executable, "-m", "alarmd.cli", "dlq", "replay", "--all", "--json"],
+        env=stack.env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_until(
+        lambda: stack.query(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = %s AND wait_event_type = 'Lock'", (stack.database,)
+        )[0][0] == 1,
+        RUN_TIMEOUT_S,
+        lambda: "run B never waited on run A's claims",
+    )  # fmt: skip
+    go_ahead.touch()
+
+    first_out, first_err = first.communicate(timeout=RUN_TIMEOUT_S)
+    second_out, second_err = second.communicate(timeout=RUN_TIMEOUT_S)
+    assert first.returncode != 0 and "took over" in first_err, first_err
+    assert second.returncode == 0, second_err
+    assert json.loads(second_out.splitlines()[-1])["replayed"] == len(lines)
+    dead = {f"{r.topic}/{r.partition}/{r.offset}"
+            for r in stack.records(stack.topics.dead_letter)}  # fmt: skip
+    assert replays_on_input(stack) == Counter(dict.fromkeys(dead, 1))
+
+
+def test_losing_the_database_after_the_kafka_commit_says_what_was_not_recorded(
+    stack, sample_lines
+):
+    """When PostgreSQL goes away between the two commits, the run fails with a
+    sentence naming the dead letters replayed but not recorded."""
+    lines = sample_lines[:4]
+    dead_letter_with_wrong_encoding(stack, lines)
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_REPLAY, "lose-database-after-kafka-commit"],
+        env=stack.env(), cwd=ROOT, capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert f"the {len(lines)} dead letters from" in done.stderr, done.stderr
+    assert "replayed but not recorded" in done.stderr
+    assert stack.query("SELECT count(*) FROM dead_letter_replays") == [(0,)]
+    assert sum(replays_on_input(stack).values()) == len(lines)

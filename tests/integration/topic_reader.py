@@ -23,7 +23,7 @@ def read_all(bootstrap_servers: str, topic: str) -> list[Record]:
     """Every record now on the topic, in partition and offset order.
 
     Blocks until each partition has been read to its end; raises AssertionError
-    when the topic does not exist or cannot be read within READ_TIMEOUT_S.
+    when the topic does not exist or reading it stalls for READ_TIMEOUT_S.
     """
     config = {"bootstrap.servers": bootstrap_servers}
     group = f"alarmd-tests-reader-{uuid.uuid4().hex}"
