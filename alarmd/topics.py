@@ -97,13 +97,13 @@ def count_records(settings: Settings, topics: list[str]) -> dict[str, int]:
 class TopicRecord:
     """One record read back from a topic, with everything it carried."""
 
+    topic: str
     partition: int
     offset: int
+    timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...]
-    topic: str = ""
-    timestamp_ms: int | None = None
 
     @classmethod
     def of(cls, message: Any) -> TopicRecord:

@@ -40,8 +40,8 @@ def dead_letter(
     )  # fmt: skip
     message = dead_letter_message(rejected, "alarms.dlq")
     record = TopicRecord(
-        partition, offset, message.key, message.payload, tuple(message.headers),
-        topic="alarms.dlq", timestamp_ms=int(at.timestamp() * 1000),
+        "alarms.dlq", partition, offset, int(at.timestamp() * 1000),
+        message.key, message.payload, tuple(message.headers),
     )  # fmt: skip
     return DeadLetter.of(record)
 
@@ -67,7 +67,7 @@ def test_a_dead_letter_reads_its_origin_and_reason_from_its_headers():
 
 def test_a_record_without_alarmd_headers_reads_as_unknown_origin():
     """A record something else wrote to the topic has no source or reason."""
-    letter = DeadLetter.of(TopicRecord(0, 0, None, b"x", (), topic="alarms.dlq"))
+    letter = DeadLetter.of(TopicRecord("alarms.dlq", 0, 0, None, None, b"x", ()))
     assert (letter.source_topic, letter.reason, letter.time) == (None, None, None)
     assert letter not in Selection(reasons=frozenset(DeadLetterReason))
 
