@@ -160,7 +160,7 @@ def dead_letter(partition: int, offset: int, reason: str, value: bytes) -> Recor
         ("alarmd-error-reason", reason.encode()),
         ("alarmd-error-detail", b"payload is 3 bytes; too short for a header"),
     )
-    return Record("alarms.dlq", partition, offset, None, b"bad-x", value, headers)
+    return Record(partition, offset, b"bad-x", value, headers, topic="alarms.dlq")
 
 
 def test_dead_letters_match_the_poison_set_by_position_and_reason():
