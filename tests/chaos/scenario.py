@@ -42,6 +42,9 @@ SHUTDOWN_SLACK_S = 1.0
 TERMINATE_TIMEOUT_S = SHUTDOWN_DEADLINE_S + 15.0
 STALL_DEADLINE_S = 15.0
 FREEZE_S = STALL_DEADLINE_S + 10.0
+# The broker stays down past the 10 s session timeout, so the members lose
+# their partitions and get them back once it returns.
+KAFKA_DOWN_S = 15.0
 # A wave is in progress once this share of its distinct events is stored. The
 # freeze comes at once, while the daemons fetch the wave, so that they are
 # caught mid-batch.
@@ -268,6 +271,7 @@ class _Run:
 
     def _restart_kafka(self) -> None:
         control("kafka-stop")
+        time.sleep(KAFKA_DOWN_S)
         control("kafka-start")
 
     def _freeze_postgres(self) -> dict:
