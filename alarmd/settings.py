@@ -170,7 +170,8 @@ class Settings(BaseSettings):
         gt=0,
         description="/healthz fails when the poll loop has not come round for this "
         "long (a hung database call), so the orchestrator restarts the process. "
-        "Must exceed publish_timeout_s and smtp_timeout_s.",
+        "Must exceed publish_timeout_s (also the longest wait for an offset "
+        "commit) and smtp_timeout_s.",
     )
 
     # The email sidecar (`alarmd notify`).

@@ -78,6 +78,8 @@ class Daemon:
             },
             health,
             on_fatal=self.request_stop,
+            # Below the stall deadline, which start-up checks against it.
+            commit_timeout_s=settings.publish_timeout_s,
         )
         # Last message or assignment: idleness is measured from here.
         self._last_activity = time.monotonic()

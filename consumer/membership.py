@@ -8,6 +8,8 @@ poll loop's thread; the rebalance callbacks run inside `consume`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CommitTimeout
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -23,6 +25,8 @@ log = logs.get(__name__)
 
 # Most messages one poll fetches while partitions are paused.
 PAUSED_POLL_MESSAGES = 100
+# Longest wait for the group coordinator to answer one offset commit.
+COMMIT_TIMEOUT_S = 30.0
 # Commit errors that mean "no longer yours": the partitions were revoked.
 REVOKED_COMMIT_ERRORS = {
     KafkaError.REBALANCE_IN_PROGRESS,
@@ -58,9 +62,18 @@ class GroupMember:
     """
 
     def __init__(
-        self, config: dict[str, Any], health: Health, on_fatal: Callable[[], None]
+        self,
+        config: dict[str, Any],
+        health: Health,
+        on_fatal: Callable[[], None],
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
     ) -> None:
         self._health = health
+        self._commit_timeout_s = commit_timeout_s
+        # A synchronous commit waits for the coordinator as long as the broker
+        # is away; it runs here, so the poll loop waits a bounded time and
+        # retries (polling meanwhile) instead. One thread keeps commits in order.
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="commit")
         self._on_fatal = on_fatal
         self._consumer = Consumer(
             {**CONSUMER_DEFAULTS, **config, "error_cb": self._on_kafka_error}
@@ -153,14 +166,26 @@ class GroupMember:
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commits these next offsets synchronously, for partitions still
-        assigned. Blocks. A commit refused because the partitions were revoked
-        is skipped with a warning; raises TransientError when it may succeed
-        later, KafkaException when it never will."""
+        assigned. Blocks, up to the commit timeout. A commit refused because the
+        partitions were revoked is skipped with a warning; raises TransientError
+        when it may succeed later (no answer in time included), KafkaException
+        when it never will."""
         partitions = to_commit(offsets, self.assigned)
         if not partitions:
             return
+        pending = self._committer.submit(
+            self._consumer.commit, offsets=partitions, asynchronous=False
+        )
         try:
-            self._consumer.commit(offsets=partitions, asynchronous=False)
+            pending.result(timeout=self._commit_timeout_s)
+        except CommitTimeout:
+            # Committing the same offsets again is harmless; a commit that
+            # lands late for partitions since reassigned is fenced by the group.
+            raise TransientError(
+                "commit",
+                "the group coordinator did not answer within "
+                f"{self._commit_timeout_s:g} s",
+            ) from None
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() in REVOKED_COMMIT_ERRORS:
@@ -172,6 +197,7 @@ class GroupMember:
 
     def close(self) -> None:
         """Leaves the group. Blocks until the consumer is closed."""
+        self._committer.shutdown(wait=False, cancel_futures=True)
         self._consumer.close()
 
     # --- Kafka callbacks ---------------------------------------------------------
@@ -181,8 +207,13 @@ class GroupMember:
         self._health.joined()
         added = {(p.topic, p.partition) for p in partitions}
         self.assigned |= added
-        if self._paused and partitions:
-            consumer.pause(partitions)
+        if partitions:
+            # librdkafka keeps a partition's pause across its loss and return:
+            # one paused during a retry, lost, and assigned again after the
+            # retry resumed an empty assignment would never be fetched again.
+            # Assign here, so the state set next is that of the assignment.
+            consumer.incremental_assign(partitions)
+            (consumer.pause if self._paused else consumer.resume)(partitions)
         extra = (self._on_assigned(added) if self._on_assigned else None) or {}
         log.info("partitions_assigned", partitions=sorted(p for _, p in added),
                  total=len(self.assigned), **extra)  # fmt: skip

@@ -84,6 +84,8 @@ class NotifyWorker:
             {**kafka, "group.id": settings.notify_group_id},
             health,
             on_fatal=self.request_stop,
+            # Below the stall deadline, which start-up checks against it.
+            commit_timeout_s=settings.publish_timeout_s,
         )
         self._offsets = OffsetTracker()
         self._stopping = threading.Event()

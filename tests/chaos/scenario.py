@@ -25,10 +25,11 @@ from pathlib import Path
 
 from tests.integration.sample import ROOT, SAMPLE_PATH
 from tests.integration.stack import SERVICES_ENV, Services, Stack
+from tests.poison import PoisonCase
 
 from . import invariants
 from .invariants import Findings
-from .poison import Poison, poison_set
+from .poison import poison_set
 from .processes import Slot, SmtpSink, leftover_children
 from .workload import Workload, build
 
@@ -41,6 +42,9 @@ SHUTDOWN_SLACK_S = 1.0
 TERMINATE_TIMEOUT_S = SHUTDOWN_DEADLINE_S + 15.0
 STALL_DEADLINE_S = 15.0
 FREEZE_S = STALL_DEADLINE_S + 10.0
+# The broker stays down past the 10 s session timeout, so the members lose
+# their partitions and get them back once it returns.
+KAFKA_DOWN_S = 15.0
 # A wave is in progress once this share of its distinct events is stored. The
 # freeze comes at once, while the daemons fetch the wave, so that they are
 # caught mid-batch.
@@ -145,7 +149,7 @@ class _Run:
         ]
         self.sidecar = Slot("sidecar", "notify", self._sidecar_env(), self.work_dir)
         slots = [*self.daemons, self.sidecar]
-        placed: dict[tuple[int, int], Poison] = {}
+        placed: dict[tuple[int, int], PoisonCase] = {}
         try:
             for slot in slots:
                 slot.start().http_port(RECOVERY_TIMEOUT_S)
@@ -188,19 +192,20 @@ class _Run:
     # --- producing and faults ---------------------------------------------------
 
     def _produce_with_faults(
-        self, workload: Workload, poison: list[Poison]
-    ) -> dict[tuple[int, int], Poison]:
+        self, workload: Workload, poison: list[PoisonCase]
+    ) -> dict[tuple[int, int], PoisonCase]:
         faults = self._schedule()
         waves = len(faults) + 1
         size = -(-len(workload.messages) // waves)
-        placed: dict[tuple[int, int], Poison] = {}
+        placed: dict[tuple[int, int], PoisonCase] = {}
         for wave in range(waves):
             start, end = wave * size, min((wave + 1) * size, len(workload.messages))
             messages: list = list(workload.messages[start:end])
-            kinds: list[Poison | None] = [None] * len(messages)
+            kinds: list[PoisonCase | None] = [None] * len(messages)
             for bad in (p for i, p in enumerate(poison) if i % waves == wave):
                 spot = self.rng.randrange(len(messages) + 1)
-                messages.insert(spot, (bad.key, bad.value, []))
+                message = bad.message
+                messages.insert(spot, (message.key, message.value, message.headers))
                 kinds.insert(spot, bad)
             positions = self.stack.produce_raw(messages)
             placed.update(
@@ -266,6 +271,7 @@ class _Run:
 
     def _restart_kafka(self) -> None:
         control("kafka-stop")
+        time.sleep(KAFKA_DOWN_S)
         control("kafka-start")
 
     def _freeze_postgres(self) -> dict:
@@ -356,7 +362,9 @@ class _Run:
                 code == 0, f"{slot.name} exited {code} on the final SIGTERM"
             )
 
-    def _check(self, workload: Workload, placed: dict[tuple[int, int], Poison]) -> None:
+    def _check(
+        self, workload: Workload, placed: dict[tuple[int, int], PoisonCase]
+    ) -> None:
         servers = self.stack.services.kafka_bootstrap_servers
         behind = invariants.lag(servers, self.stack.group_id, self.stack.topics.input)
         behind += invariants.lag(

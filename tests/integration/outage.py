@@ -47,6 +47,16 @@ def postgres_frozen() -> Iterator[None]:
         control("postgres-thaw")
 
 
+@contextmanager
+def kafka_stopped() -> Iterator[None]:
+    """The Kafka broker is down inside the block and always up again after it."""
+    control("kafka-stop")
+    try:
+        yield
+    finally:
+        control("kafka-start")
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path

@@ -1,12 +1,16 @@
 """consumer/membership.py: a broker that refuses the credentials or the
-certificate ends consumption with a ConfigurationError, other errors do not."""
+certificate ends consumption with a ConfigurationError, other errors do not;
+assigned partitions take the member's pause state; commits wait a bounded time."""
 
 from __future__ import annotations
 
-import pytest
-from confluent_kafka import KafkaError
+import threading
+import time
 
-from alarmd.errors import ConfigurationError
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from alarmd.errors import ConfigurationError, TransientError
 from alarmd.health import Health
 from consumer.membership import GroupMember
 
@@ -68,3 +72,71 @@ def test_an_unavailable_broker_is_not_a_refusal(member, code, text):
     member._on_kafka_error(KafkaError(code, text))
 
     assert member.consume(1, 0.01) == []
+
+
+class RecordingConsumer:
+    """Records the assignment and pause calls a rebalance callback makes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[int]]] = []
+
+    def incremental_assign(self, partitions) -> None:
+        self.calls.append(("assign", [p.partition for p in partitions]))
+
+    def pause(self, partitions) -> None:
+        self.calls.append(("pause", [p.partition for p in partitions]))
+
+    def resume(self, partitions) -> None:
+        self.calls.append(("resume", [p.partition for p in partitions]))
+
+
+@pytest.mark.parametrize(
+    ("paused", "state"),
+    [(False, "resume"), (True, "pause")],
+    ids=["fetching", "paused"],
+)
+def test_assigned_partitions_take_the_members_pause_state(member, paused, state):
+    """Partitions (again) assigned are assigned, then paused or resumed as the
+    member is: librdkafka would otherwise keep a lost partition's old pause."""
+    consumer = RecordingConsumer()
+    member._paused = paused
+    partitions = [TopicPartition("alarms", 0), TopicPartition("alarms", 3)]
+
+    member._assign(consumer, partitions)
+
+    assert consumer.calls == [("assign", [0, 3]), (state, [0, 3])]
+    assert member.assigned == {("alarms", 0), ("alarms", 3)}
+
+
+class UnansweredCommits:
+    """A consumer whose commits wait for a coordinator that never answers."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def commit(self, **_arguments) -> None:
+        self.released.wait()
+
+    def close(self) -> None:
+        self.released.set()
+
+
+def test_a_commit_without_an_answer_is_transient_after_the_commit_timeout():
+    """The poll loop waits for a commit no longer than the commit timeout; then
+    the commit is a transient failure, to be retried while polling."""
+    member = GroupMember(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
+        Health(lambda: True),
+        on_fatal=lambda: None,
+        commit_timeout_s=0.2,
+    )
+    member._consumer.close()
+    member._consumer = UnansweredCommits()
+    member.assigned = {("alarms", 0)}
+    started = time.monotonic()
+
+    with pytest.raises(TransientError, match="did not answer within 0.2 s"):
+        member.commit({("alarms", 0): 10})
+
+    assert time.monotonic() - started < 2.0
+    member.close()
