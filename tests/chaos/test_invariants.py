@@ -160,7 +160,10 @@ def dead_letter(partition: int, offset: int, reason: str, value: bytes) -> Recor
         ("alarmd-error-reason", reason.encode()),
         ("alarmd-error-detail", b"payload is 3 bytes; too short for a header"),
     )
-    return Record("alarms.dlq", partition, offset, None, b"bad-x", value, headers)
+    return Record(
+        topic="alarms.dlq", partition=partition, offset=offset, timestamp_ms=None,
+        key=b"bad-x", value=value, headers=headers,
+    )  # fmt: skip
 
 
 def test_dead_letters_match_the_poison_set_by_position_and_reason():
