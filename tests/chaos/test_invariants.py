@@ -12,9 +12,9 @@ from types import SimpleNamespace
 from alarmd.errors import DeadLetterReason
 from tests.integration.sample import SAMPLE_PATH
 from tests.integration.topic_reader import Record
+from tests.poison import Message, PoisonCase
 
 from .invariants import Findings, check_database, check_dead_letters, check_emails
-from .poison import Poison
 from .workload import Workload, build, email_key, stored_key
 
 TOKEN_A, TOKEN_B = "3100012-x", "3100017-x"
@@ -170,8 +170,12 @@ def test_dead_letters_match_the_poison_set_by_position_and_reason():
     """A poison message with the wrong reason is both unexpected and missing; a
     dead letter of a good message is unexpected; a repeat is a duplicate."""
     poison = {
-        (0, 5): Poison("x", b"bad-x", b"abc", DeadLetterReason.BAD_FRAMING),
-        (1, 9): Poison("x", b"bad-x", b"abc", DeadLetterReason.BAD_FRAMING),
+        (0, 5): PoisonCase(
+            "x", Message(b"bad-x", b"abc"), DeadLetterReason.BAD_FRAMING
+        ),
+        (1, 9): PoisonCase(
+            "x", Message(b"bad-x", b"abc"), DeadLetterReason.BAD_FRAMING
+        ),
     }
     stack = CannedStack({}, [
         dead_letter(0, 5, "bad_framing", b"abc"),
