@@ -96,11 +96,10 @@ class BatchWriter:
             record = event.record
             if record["scope"] == SCOPE_IN and record["final"]:
                 first_final.setdefault(record["iactoken"], event)
-        started = events.insert_cycles(
-            cur, [(token, stored[e.event_id]) for token, e in first_final.items()]
-        )
-        events.insert_tasks(
-            cur, [cycle_id for cycle_id, _ in started.values()], events.PREDICTIVE_TASK
+        started = events.start_cycles(
+            cur,
+            [(token, stored[e.event_id]) for token, e in first_final.items()],
+            events.PREDICTIVE_TASK,
         )
 
         new_errors = events.insert_errors(cur, rejected)

@@ -1,18 +1,21 @@
 """Batched writes of alarm events, cycles, tasks and error rows.
 
-Each function is one statement for the whole batch, and each skips what is
-already stored, returning only what it inserted: that is what makes a
-redelivered batch have no further effect.
+Each function costs a fixed number of statements for the whole batch (events
+go through a staged COPY, `db/staging.py`), and each skips what is already
+stored, returning only what it inserted: that is what makes a redelivered batch
+have no further effect.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from psycopg2.extensions import cursor as Cursor
-from psycopg2.extras import Json, execute_values
+from psycopg2.extras import execute_values
 
 from consumer.batch import DecodedEvent, Rejected
+from db import staging
 
 PREDICTIVE_TASK = "Alarm to Predictive Service"
 
@@ -22,65 +25,61 @@ _EVENT_COLUMNS = (
     "iac_alarm_id, parent_alarm, parent_id, execution_mode, node_group, robot_uid, "
     "final, additional_fields, source_topic, source_partition, source_offset"
 )
+_EVENT_STAGING = "alarm_events_staging"
 
 
 def insert_events(cur: Cursor, events: list[DecodedEvent]) -> dict[str, int]:
     """Inserts the events not stored yet; returns {event_id: alarm_events.id} of
-    those inserted."""
+    those inserted. One COPY and one INSERT, whatever the batch's size."""
     if not events:
         return {}
-    rows = []
-    for event in events:
-        r = event.record
-        c = event.coordinates
-        rows.append(
-            (
-                event.event_id, r["iactoken"], r["TicketID"], r["additionalInfo"],
-                r["bcfID"], r["nodeName"], r["customer"], r["vendorType"],
-                r["status"], r["nodeType"], r["alarmNumber"], r["alarmText"],
-                r["eventTime"], r["scope"], r["iacalarmid"], r["parentalarm"],
-                r["ParentId"], r["executionmode"], r["nodegroup"], r["robotUID"],
-                r["final"], Json(r["attributes"]), c.topic, c.partition, c.offset,
-            )
-        )  # fmt: skip
-    inserted = execute_values(
-        cur,
-        f"INSERT INTO alarm_events ({_EVENT_COLUMNS}) VALUES %s "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
-        rows,
-        page_size=len(rows),
-        fetch=True,
-    )
-    return dict(inserted)
+    staging.create(cur, _EVENT_STAGING, "alarm_events", _EVENT_COLUMNS)
+    staging.copy(cur, _EVENT_STAGING, _EVENT_COLUMNS, map(_event_row, events))
+    cur.execute(
+        staging.insert_sql(
+            _EVENT_STAGING, "alarm_events", _EVENT_COLUMNS,
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id",
+        )
+    )  # fmt: skip
+    return dict(cur.fetchall())
 
 
-def insert_cycles(
-    cur: Cursor, starts: list[tuple[str, int]]
+def _event_row(event: DecodedEvent) -> tuple:
+    r = event.record
+    c = event.coordinates
+    return (
+        event.event_id, r["iactoken"], r["TicketID"], r["additionalInfo"],
+        r["bcfID"], r["nodeName"], r["customer"], r["vendorType"],
+        r["status"], r["nodeType"], r["alarmNumber"], r["alarmText"],
+        r["eventTime"], r["scope"], r["iacalarmid"], r["parentalarm"],
+        r["ParentId"], r["executionmode"], r["nodegroup"], r["robotUID"],
+        r["final"], json.dumps(r["attributes"], ensure_ascii=False),
+        c.topic, c.partition, c.offset,
+    )  # fmt: skip
+
+
+def start_cycles(
+    cur: Cursor, starts: list[tuple[str, int]], task: str
 ) -> dict[str, tuple[int, datetime]]:
-    """Starts a cycle for each (iactoken, alarm_events.id) that has none; returns
-    {iactoken: (cycle id, started_at)} of the cycles started."""
+    """Starts a cycle for each (iactoken, alarm_events.id) that has none and
+    records its first task, in one statement; returns {iactoken: (cycle id,
+    started_at)} of the cycles started."""
     if not starts:
         return {}
     inserted = execute_values(
         cur,
-        "INSERT INTO alarm_cycles (iactoken, alarm_event_id) VALUES %s "
-        "ON CONFLICT (iactoken) DO NOTHING RETURNING iactoken, id, started_at",
+        "WITH started AS (INSERT INTO alarm_cycles (iactoken, alarm_event_id) "
+        "VALUES %s ON CONFLICT (iactoken) DO NOTHING "
+        "RETURNING iactoken, id, started_at), "
+        "tasks AS (INSERT INTO cycle_tasks (cycle_id, task) "
+        f"SELECT id, {cur.mogrify('%s', (task,)).decode()} FROM started "
+        "ON CONFLICT (cycle_id, task) DO NOTHING) "
+        "SELECT iactoken, id, started_at FROM started",
         starts,
         page_size=len(starts),
         fetch=True,
     )
     return {token: (cycle_id, started) for token, cycle_id, started in inserted}
-
-
-def insert_tasks(cur: Cursor, cycle_ids: list[int], task: str) -> None:
-    if cycle_ids:
-        execute_values(
-            cur,
-            "INSERT INTO cycle_tasks (cycle_id, task) VALUES %s "
-            "ON CONFLICT (cycle_id, task) DO NOTHING",
-            [(cycle_id, task) for cycle_id in cycle_ids],
-            page_size=len(cycle_ids),
-        )
 
 
 def insert_errors(cur: Cursor, rejected: list[Rejected]) -> list[Rejected]:

@@ -10,13 +10,17 @@ bytes.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from psycopg2.extensions import cursor as Cursor
-from psycopg2.extras import Json, execute_values
+
+from db import staging
 
 EVENT_ID_HEADER = "alarmd-event-id"
+_COLUMNS = "event_id, topic, message_key, payload, headers"
+_STAGING = "outbox_staging"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,22 +40,36 @@ class OutboxRow:
 
 def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
     """Inserts messages, skipping any whose event id is already there; returns
-    the rows inserted, which are the ones this transaction must publish."""
+    the rows inserted, which are the ones this transaction must publish. One
+    COPY and one INSERT, whatever the number of messages."""
     if not messages:
         return []
     by_event = {m.event_id: m for m in messages}
-    inserted = execute_values(
+    staging.create(cur, _STAGING, "outbox", _COLUMNS)
+    staging.copy(
         cur,
-        "INSERT INTO outbox (event_id, topic, message_key, payload, headers) "
-        "VALUES %s ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
-        [
-            (m.event_id, m.topic, m.key, m.payload, Json(_encode_headers(m.headers)))
+        _STAGING,
+        _COLUMNS,
+        (
+            (
+                m.event_id,
+                m.topic,
+                m.key,
+                m.payload,
+                json.dumps(_encode_headers(m.headers)),
+            )
             for m in messages
-        ],
-        page_size=len(messages),
-        fetch=True,
+        ),
     )
-    return [OutboxRow(row_id, by_event[eid]) for row_id, eid in inserted]
+    cur.execute(
+        staging.insert_sql(
+            _STAGING, "outbox", _COLUMNS,
+            "ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
+        )
+    )  # fmt: skip
+    # The server returns inserted rows in no promised order; publish in id order,
+    # the order the sweep would use.
+    return [OutboxRow(row_id, by_event[eid]) for row_id, eid in sorted(cur.fetchall())]
 
 
 def mark_published(cur: Cursor, ids: list[int]) -> None:
