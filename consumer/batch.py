@@ -7,11 +7,12 @@ Decoding happens here, before any database work, so one bad message becomes a
 from __future__ import annotations
 
 import hashlib
-import json
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from alarmd.errors import DeadLetterReason, InvalidMessage
 from schemas.decoding import Decoder
@@ -67,17 +68,18 @@ class Batch:
 def event_id(record: dict[str, Any]) -> str:
     """The content identity of an alarm event: SHA-256 of its canonical JSON.
 
+    Canonical JSON is what `json.dumps(record, sort_keys=True, ensure_ascii=False,
+    separators=(",", ":"))` writes, with timestamps as integer microseconds, in
+    UTF-8. orjson writes the same bytes several times faster.
+
     Two deliveries of the same event, however they were framed, have the same id;
     any difference in any field or attribute gives a new one.
     """
-    canonical = json.dumps(
-        record,
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=_micros,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    canonical = orjson.dumps(record, default=_micros, option=_CANONICAL)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _micros(value: Any) -> Any:

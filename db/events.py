@@ -8,9 +8,9 @@ have no further effect.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
+import orjson
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
@@ -53,7 +53,7 @@ def _event_row(event: DecodedEvent) -> tuple:
         r["status"], r["nodeType"], r["alarmNumber"], r["alarmText"],
         r["eventTime"], r["scope"], r["iacalarmid"], r["parentalarm"],
         r["ParentId"], r["executionmode"], r["nodegroup"], r["robotUID"],
-        r["final"], json.dumps(r["attributes"], ensure_ascii=False),
+        r["final"], orjson.dumps(r["attributes"]).decode(),
         c.topic, c.partition, c.offset,
     )  # fmt: skip
 

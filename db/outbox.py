@@ -10,10 +10,10 @@ bytes.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from psycopg2.extensions import cursor as Cursor
 
 from db import staging
@@ -56,7 +56,7 @@ def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
                 m.topic,
                 m.key,
                 m.payload,
-                json.dumps(_encode_headers(m.headers)),
+                orjson.dumps(_encode_headers(m.headers)).decode(),
             )
             for m in messages
         ),

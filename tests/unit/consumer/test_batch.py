@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import schemas
@@ -106,6 +106,46 @@ def test_parametrized_fields_are_every_schema_field(alarm_event, raw_schema):
     names = [f["name"] for f in raw_schema("alarm_event")["fields"]]
 
     assert sorted(names) == sorted(alarm_event())
+
+
+def _canonical_json_id(record):
+    """The content id by its definition, with the standard library's encoder."""
+
+    def micros(value):
+        return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"), default=micros)  # fmt: skip
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@given(
+    texts=st.dictionaries(st.sampled_from(["iactoken", "alarmText", "ParentId"]),
+                          st.text(), min_size=3, max_size=3),
+    flags=st.tuples(st.booleans(), st.booleans()),
+    moment=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 1, 1),
+                        timezones=st.just(UTC)),
+    attributes=st.dictionaries(st.text(), st.text(), max_size=6),
+)  # fmt: skip
+# alarm_event is a factory without state, so sharing it across examples is safe.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_event_id_is_the_canonical_json_of_the_standard_library(
+    alarm_event, texts, flags, moment, attributes
+):
+    """Any text (control characters, quotes, backslashes, every plane) and any
+    attribute keys give the id the json module's canonical form gives."""
+    record = alarm_event(**texts, final=flags[0], parentalarm=flags[1],
+                         eventTime=moment, attributes=attributes)  # fmt: skip
+
+    assert event_id(record) == _canonical_json_id(record)
+
+
+def test_event_id_of_every_sample_line_is_its_canonical_json(sample_lines, decode_line):
+    """The real events, long additionalInfo and non-ASCII text included, keep the
+    id the canonical JSON definition gives."""
+    for _, line in sample_lines:
+        record = decode_line(line)
+        assert event_id(record) == _canonical_json_id(record)
 
 
 def test_event_id_ignores_key_order(alarm_event):
