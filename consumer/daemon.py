@@ -8,9 +8,20 @@ For every batch, in this order:
 4. mark them published;
 5. commit the batch's offsets, for partitions still assigned.
 
-A crash anywhere leaves the batch either uncommitted in PostgreSQL (redelivered,
-written once) or committed with outbox rows still to publish (the sweep sends
-them). Transient failures pause consumption and retry each step on its own.
+Steps 3 to 5 of one batch overlap the next batch's steps 1 and 2: the rows of
+batch k are handed to the producer once k's transaction has committed, and
+librdkafka delivers them while batch k+1 is consumed and decoded. Before k+1's
+transaction the daemon waits for k's acknowledgements; k+1's transaction marks
+k's rows published; then k's offsets are committed. So for every batch the order
+above still holds: its rows are published only after its transaction commits,
+marked only once the broker has them, and its offsets committed only after
+that. When no batch follows (the topic is drained, a sweep is due, or the
+daemon stops), the batch in flight is finished on its own.
+
+A crash anywhere leaves each batch either uncommitted in PostgreSQL
+(redelivered, written once) or committed with outbox rows still to publish or to
+mark (the sweep sends them, again under the same event ids). Transient failures
+pause consumption and retry each step on its own.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +50,7 @@ from consumer.transaction import BatchWriter, WriteResult
 from db import outbox
 from db.connection import translated_connection
 from db.outbox import OutboxRow
-from producers.publisher import OutboxPublisher, PublishIncomplete
+from producers.publisher import Delivery, OutboxPublisher, PublishIncomplete
 from schemas.decoding import Decoder
 
 log = logs.get(__name__)
@@ -86,6 +98,8 @@ class Daemon:
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
         self._next_sweep = 0.0
+        # The batch whose rows are being delivered while the next one is read.
+        self._in_flight: _InFlight | None = None
         self._retry = self._member.pausing_retry(
             settings.retry_initial_s,
             settings.retry_max_s,
@@ -131,6 +145,8 @@ class Daemon:
                 if messages:
                     self._process(messages)
                     self._last_activity = time.monotonic()
+                else:
+                    self._settle()
                 self._sweep_when_due()
                 if exit_when_idle_s is not None and self._idle_for(
                     time.monotonic() - self._last_activity, exit_when_idle_s
@@ -140,6 +156,7 @@ class Daemon:
                     # the work is not done.
                     exit_code = 1 if self._limit.tripped else 0
                     break
+            self._settle()
         except TransientError as exc:
             # Only reached when a shutdown deadline ran out mid-retry: the batch in
             # hand is left uncommitted and will be redelivered.
@@ -173,28 +190,48 @@ class Daemon:
         batch = self._retry("decode", lambda: decode_batch(messages, self._decode))
         if self._limit.holds(messages, batch):
             # Nothing of this batch is written or committed; a restart with the
-            # fix in place consumes it again.
+            # fix in place consumes it again. The batch before it is finished.
+            self._settle()
             self._member.set_paused(True)
             return
 
+        previous, self._in_flight = self._in_flight, None
+        published: list[int] = []
+        if previous:
+            enter("publish", previous.messages)
+            published = self._retry("publish", previous.publish)
         enter("write", messages)
-        result = self._retry("database", lambda: self._write(batch))
+        result = self._retry("database", lambda: self._write(batch, published))
+        if previous:
+            enter("commit", previous.messages)
+            self._commit(previous)
 
-        enter("publish", messages)
-        published = self._retry(
-            "publish", _Remaining(self._publisher, result.outbox_rows)
-        )
-        enter("mark", messages)
-        self._retry("database", lambda: self._mark_published(published))
-
-        enter("commit", messages)
-        offsets = next_offsets(messages)
-        self._retry("commit", lambda: self._member.commit(offsets))
+        self._in_flight = _InFlight(
+            _Remaining(self._publisher, result.outbox_rows, send=True),
+            result, messages, started, next_offsets(messages),
+        )  # fmt: skip
         self._retry.resume_if_paused()
 
-        self._account(result, len(messages), time.monotonic() - started, offsets)
+    def _settle(self) -> None:
+        """Finishes the batch in flight, if any: waits for its acknowledgements,
+        marks its rows published and commits its offsets."""
+        batch, self._in_flight = self._in_flight, None
+        if batch is None:
+            return
+        self._health.enter("publish", batch.messages)
+        published = self._retry("publish", batch.publish)
+        self._health.enter("mark", batch.messages)
+        self._retry("database", lambda: self._mark_published(published))
+        self._health.enter("commit", batch.messages)
+        self._commit(batch)
 
-    def _write(self, batch: Batch) -> WriteResult:
+    def _commit(self, batch: _InFlight) -> None:
+        self._retry("commit", lambda: self._member.commit(batch.offsets))
+        self._retry.resume_if_paused()
+        self._account(batch.result, len(batch.messages),
+                      time.monotonic() - batch.started, batch.offsets)  # fmt: skip
+
+    def _write(self, batch: Batch, published: list[int]) -> WriteResult:
         # Partitions revoked while retrying are someone else's now: drop them.
         current = Batch(
             events=[e for e in batch.events if self._owns(e.coordinates)],
@@ -202,6 +239,8 @@ class Daemon:
             duplicates_in_batch=batch.duplicates_in_batch,
         )
         with self._database(commit=True) as conn:
+            with conn.cursor() as cur:
+                outbox.mark_published(cur, published)
             return self._writer.write(conn, current)
 
     def _mark_published(self, ids: list[int]) -> None:
@@ -234,6 +273,8 @@ class Daemon:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self._settings.outbox_sweep_interval_s
+        # The rows in flight are this instance's to publish, not the sweep's.
+        self._settle()
         self._health.enter("sweep")
         try:
             self.sweep_outbox()
@@ -331,20 +372,37 @@ def _downstream(settings: Settings):
 
 
 class _Remaining:
-    """One publish attempt of the rows not yet delivered, as a retryable step:
-    rows a failed attempt did deliver are not sent again by the next."""
+    """Publishing a batch's rows as a retryable step: the first attempt waits
+    for the rows sent when the step was made (with `send`), and rows a failed
+    attempt did deliver are not sent again by the next."""
 
-    def __init__(self, publisher: OutboxPublisher, rows: list[OutboxRow]) -> None:
+    def __init__(
+        self, publisher: OutboxPublisher, rows: list[OutboxRow], send: bool = False
+    ) -> None:
         self._publisher = publisher
         self._rows = rows
         self._delivered: list[int] = []
+        self._sent: Delivery | None = publisher.send(rows) if send else None
 
     def __call__(self) -> list[int]:
+        sent, self._sent = self._sent, None
         try:
-            self._delivered += self._publisher.publish(self._rows)
+            self._delivered += (sent or self._publisher.send(self._rows)).wait()
         except PublishIncomplete as exc:
             self._delivered += exc.delivered
             done = set(exc.delivered)
             self._rows = [row for row in self._rows if row.id not in done]
             raise
         return self._delivered
+
+
+@dataclass
+class _InFlight:
+    """A batch whose transaction has committed and whose rows are being
+    delivered; its offsets wait for them."""
+
+    publish: _Remaining
+    result: WriteResult
+    messages: list[Any]
+    started: float
+    offsets: dict[tuple[str, int], int]

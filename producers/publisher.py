@@ -1,14 +1,18 @@
 """Publishes outbox rows with an idempotent producer and waits for the broker.
 
-`publish` returns only when every row is acknowledged, or raises
-`PublishIncomplete` naming the rows that were, so the caller marks exactly the
-rows the broker has and sends only the others again.
+`send` hands rows to the producer and returns a `Delivery` at once, so the
+caller can go on while librdkafka delivers them. `Delivery.wait` (and
+`publish`, which sends and waits) returns only when every row is acknowledged,
+or raises `PublishIncomplete` naming the rows that were, so the caller marks
+exactly the rows the broker has and sends only the others again.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable
+from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -35,55 +39,45 @@ class PublishIncomplete(TransientError):
         self.delivered = delivered
 
 
-class OutboxPublisher:
-    def __init__(self, config: dict[str, str], delivery_timeout_s: float) -> None:
-        self._timeout_s = delivery_timeout_s
-        self._producer = Producer(
-            {
-                **PRODUCER_DEFAULTS,
-                "delivery.timeout.ms": str(int(delivery_timeout_s * 1000)),
-                **config,
-            }
-        )
+class Delivery:
+    """The rows of one `OutboxPublisher.send`, on their way to the broker.
 
-    def publish(self, rows: Iterable[OutboxRow]) -> list[int]:
-        """Sends the rows and blocks until the broker has acknowledged all of them.
+    librdkafka's own threads deliver them while the caller goes on; `wait`
+    collects the acknowledgements.
+    """
 
-        Returns their ids. Raises PublishIncomplete when any was not delivered
-        within the delivery timeout: those rows stay unpublished and may be sent
-        again, and the exception lists the ids that were delivered.
+    def __init__(self, producer: Producer, deadline: float) -> None:
+        self._producer = producer
+        self._deadline = deadline
+        self.pending = 0
+        self._delivered: list[int] = []
+        self._failures: list[KafkaError] = []
+        self._per_topic: Counter[str] = Counter()
+
+    def on_delivery(
+        self, row_id: int, topic: str, err: KafkaError | None, _msg
+    ) -> None:
+        self.pending -= 1
+        if err is None:
+            self._delivered.append(row_id)
+            self._per_topic[topic] += 1
+        else:
+            self._failures.append(err)
+
+    def wait(self) -> list[int]:
+        """Blocks until the broker has acknowledged every row; returns their ids.
+
+        Raises PublishIncomplete when any was not delivered within the delivery
+        timeout: those rows stay unpublished and may be sent again, and the
+        exception lists the ids that were delivered.
         """
-        failures: list[KafkaError] = []
-        delivered: list[int] = []
-        pending = 0
-
-        def on_delivery(row_id: int, topic: str):
-            def callback(err: KafkaError | None, _msg) -> None:
-                nonlocal pending
-                pending -= 1
-                if err is None:
-                    delivered.append(row_id)
-                    metrics.PUBLISHED.labels(topic=topic).inc()
-                else:
-                    failures.append(err)
-
-            return callback
-
-        for row in rows:
-            message = row.message
-            pending += 1
-            self._produce(
-                topic=message.topic,
-                key=message.key,
-                value=message.payload,
-                headers=message.headers,
-                on_delivery=on_delivery(row.id, message.topic),
-            )
-
-        deadline = time.monotonic() + self._timeout_s + FLUSH_SLICE_S
-        while pending and time.monotonic() < deadline:
+        while self.pending and time.monotonic() < self._deadline:
             self._producer.flush(FLUSH_SLICE_S)
+        for topic, count in self._per_topic.items():
+            metrics.PUBLISHED.labels(topic=topic).inc(count)
+        self._per_topic.clear()
 
+        failures, pending, delivered = self._failures, self.pending, self._delivered
         if failures or pending:
             first = failures[0] if failures else None
             if first is not None and first.fatal():
@@ -96,12 +90,46 @@ class OutboxPublisher:
             )
         return delivered
 
+
+class OutboxPublisher:
+    def __init__(self, config: dict[str, str], delivery_timeout_s: float) -> None:
+        self._timeout_s = delivery_timeout_s
+        self._producer = Producer(
+            {
+                **PRODUCER_DEFAULTS,
+                "delivery.timeout.ms": str(int(delivery_timeout_s * 1000)),
+                **config,
+            }
+        )
+
+    def publish(self, rows: Iterable[OutboxRow]) -> list[int]:
+        """Sends the rows and blocks until the broker has acknowledged all of them;
+        `send(rows).wait()`."""
+        return self.send(rows).wait()
+
+    def send(self, rows: Iterable[OutboxRow]) -> Delivery:
+        """Hands the rows to the producer and returns without waiting for the
+        broker, unless the producer's local queue is full."""
+        delivery = Delivery(
+            self._producer, time.monotonic() + self._timeout_s + FLUSH_SLICE_S
+        )
+        for row in rows:
+            message = row.message
+            delivery.pending += 1
+            self._produce(
+                topic=message.topic,
+                key=message.key,
+                value=message.payload,
+                headers=message.headers,
+                on_delivery=partial(delivery.on_delivery, row.id, message.topic),
+            )
+        return delivery
+
     def _produce(self, **kwargs) -> None:
         # A full local queue means the broker is slow: serve callbacks and retry.
         while True:
             try:
                 self._producer.produce(**kwargs)
-                self._producer.poll(0)
                 return
             except BufferError:
                 self._producer.poll(FLUSH_SLICE_S)

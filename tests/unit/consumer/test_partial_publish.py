@@ -14,21 +14,33 @@ def _row(row_id: int) -> OutboxRow:
     return OutboxRow(row_id, OutboxMessage(f"e{row_id}", "predictive", b"k", b"v", []))
 
 
+class _Sent:
+    def __init__(self, publisher: HalfDeliveringPublisher, ids: list[int]) -> None:
+        self._publisher, self._ids = publisher, ids
+
+    def wait(self) -> list[int]:
+        self._publisher.waits += 1
+        if self._publisher.waits == 1:
+            raise PublishIncomplete("broker slow", self._ids[: len(self._ids) // 2])
+        return self._ids
+
+
 class HalfDeliveringPublisher:
-    """Delivers the first half of what it is given on the first call, then all."""
+    """Delivers the first half of what it is given on the first wait, then all."""
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
+        self.waits = 0
 
-    def publish(self, rows: list[OutboxRow]) -> list[int]:
+    def send(self, rows: list[OutboxRow]) -> _Sent:
         ids = [row.id for row in rows]
         self.calls.append(ids)
-        if len(self.calls) == 1:
-            raise PublishIncomplete("broker slow", ids[: len(ids) // 2])
-        return ids
+        return _Sent(self, ids)
 
 
 def test_a_retry_publishes_only_the_rows_not_yet_delivered():
+    """The second attempt sends only the rows the first did not deliver, and
+    the step reports every row delivered once."""
     publisher = HalfDeliveringPublisher()
     step = _Remaining(publisher, [_row(i) for i in range(1, 7)])
 
@@ -38,3 +50,19 @@ def test_a_retry_publishes_only_the_rows_not_yet_delivered():
 
     assert publisher.calls == [[1, 2, 3, 4, 5, 6], [4, 5, 6]]
     assert sorted(delivered) == [1, 2, 3, 4, 5, 6]
+
+
+def test_rows_sent_ahead_are_waited_for_not_sent_again():
+    """A step made with send=True hands the rows over at once; its first attempt
+    waits for that send instead of sending a second time."""
+    publisher = HalfDeliveringPublisher()
+    step = _Remaining(publisher, [_row(i) for i in range(1, 5)], send=True)
+    sent_before_any_attempt = list(publisher.calls)
+
+    with pytest.raises(PublishIncomplete):
+        step()
+    delivered = step()
+
+    assert sent_before_any_attempt == [[1, 2, 3, 4]]
+    assert publisher.calls == [[1, 2, 3, 4], [3, 4]]
+    assert sorted(delivered) == [1, 2, 3, 4]
