@@ -16,7 +16,7 @@ from typing import Any
 import schemas
 from db.events import PREDICTIVE_TASK
 from db.outbox import EVENT_ID_HEADER, OutboxMessage
-from schemas.encoding import single_object
+from schemas.encoding import AroundField, schemaless, single_object
 
 # Namespace of alarmd's downstream event ids (uuid5 over what the event is about).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c1c1e-4d2a-5b7e-9a53-a1a4d0000001")
@@ -40,8 +40,10 @@ class DownstreamWriter:
     def __init__(self, topics: DownstreamTopics, email_alarm_types: list[str]) -> None:
         self._topics = topics
         self._email_types = frozenset(email_alarm_types)
-        self._predictive = schemas.load(schemas.PREDICTIVE_REQUEST)
-        self._iac1 = schemas.load(schemas.IAC1_ALARM)
+        # A cycle's two messages carry the same alarm: it is encoded once.
+        self._alarm = schemas.load(schemas.ALARM_EVENT)
+        self._predictive = AroundField(schemas.PREDICTIVE_REQUEST, "alarm")
+        self._iac1 = AroundField(schemas.IAC1_ALARM, "alarm")
         self._notification = schemas.load(schemas.NOTIFICATION_REQUEST)
 
     def wants_email(self, record: dict[str, Any]) -> bool:
@@ -74,9 +76,10 @@ class DownstreamWriter:
             "alarmEventId": alarm_event_id,
             "alarm": record,
         }
+        alarm = schemaless(self._alarm, record)
         return [
-            self._message(self._topics.predictive, predictive_id, token, self._predictive, predictive),
-            self._message(self._topics.iac1, iac1_id, token, self._iac1, iac1),
+            _message(self._topics.predictive, predictive_id, token, self._predictive(predictive, alarm)),
+            _message(self._topics.iac1, iac1_id, token, self._iac1(iac1, alarm)),
         ]  # fmt: skip
 
     def for_email(self, record: dict[str, Any], alarm_event_id: str) -> OutboxMessage:
@@ -94,26 +97,19 @@ class DownstreamWriter:
             "nodegroup": record["nodegroup"],
             "requestedAt": datetime.now(UTC),
         }
-        return self._message(
+        return _message(
             self._topics.notification,
             request_id,
             record["iactoken"],
-            self._notification,
-            request,
+            single_object(self._notification, request),
         )
 
-    @staticmethod
-    def _message(
-        topic: str,
-        event_id: str,
-        key: str,
-        schema: schemas.Schema,
-        value: dict[str, Any],
-    ) -> OutboxMessage:
-        return OutboxMessage(
-            event_id=event_id,
-            topic=topic,
-            key=key.encode("utf-8"),
-            payload=single_object(schema, value),
-            headers=[(EVENT_ID_HEADER, event_id.encode("ascii"))],
-        )
+
+def _message(topic: str, event_id: str, key: str, payload: bytes) -> OutboxMessage:
+    return OutboxMessage(
+        event_id=event_id,
+        topic=topic,
+        key=key.encode("utf-8"),
+        payload=payload,
+        headers=[(EVENT_ID_HEADER, event_id.encode("ascii"))],
+    )

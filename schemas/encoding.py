@@ -24,6 +24,37 @@ def single_object(schema: schemas.Schema, record: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+class AroundField:
+    """Single-object encodes records of `schema` with one record field given
+    already encoded, so one alarm encoded once can go into several messages.
+
+    Avro writes a record as its fields in declaration order, nothing between
+    them, so the bytes are those of the fields before it, the given bytes, and
+    those of the fields after it, each written by fastavro as a record of just
+    those fields.
+    """
+
+    def __init__(self, name: str, field: str) -> None:
+        raw = schemas._raw(name)
+        names = [f["name"] for f in raw["fields"]]
+        at = names.index(field)
+        self._header = schemas.load(name).header
+        self._before, self._after = (
+            fastavro.parse_schema({"type": "record", "name": f"{raw['name']}{part}",
+                                   "fields": fields})
+            for part, fields in (("Before", raw["fields"][:at]),
+                                 ("After", raw["fields"][at + 1 :]))
+        )  # fmt: skip
+
+    def __call__(self, record: dict[str, Any], encoded_field: bytes) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        fastavro.schemaless_writer(buffer, self._before, record)
+        buffer.write(encoded_field)
+        fastavro.schemaless_writer(buffer, self._after, record)
+        return buffer.getvalue()
+
+
 def schemaless(schema: schemas.Schema, record: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema.parsed, record)

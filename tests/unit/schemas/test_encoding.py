@@ -4,6 +4,8 @@ against the Avro specification and confluent-kafka's mock registry."""
 from __future__ import annotations
 
 import io
+import json
+from datetime import UTC, datetime
 
 import fastavro
 import pytest
@@ -12,6 +14,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 import schemas
 from schemas import encoding
 from schemas.decoding import ConfluentDecoder, SingleObjectDecoder
+from schemas.mapping import json_to_event
 
 
 @pytest.mark.parametrize(
@@ -109,3 +112,31 @@ def test_single_object_round_trip_through_the_decoder(alarm_event):
     schema = schemas.load(schemas.ALARM_EVENT)
 
     assert SingleObjectDecoder()(encoding.single_object(schema, record)) == record
+
+
+@pytest.mark.parametrize(
+    ("name", "wrapper"),
+    [
+        (schemas.PREDICTIVE_REQUEST,
+         {"eventId": "p-1", "iactoken": "3100012", "cycleId": 2**40, "task": "T"}),
+        (schemas.IAC1_ALARM,
+         {"eventId": "i-1", "cycleId": 7, "cycleState": "Cycle Start",
+          "alarmEventId": "ab" * 32}),
+    ],
+)  # fmt: skip
+def test_a_message_around_an_alarm_encoded_once_is_its_whole_encoding(
+    name, wrapper, sample_lines
+):
+    """For every sample event, the message built around the alarm's own bytes is
+    byte for byte what fastavro writes for the whole record."""
+    alarm_schema = schemas.load(schemas.ALARM_EVENT)
+    around = encoding.AroundField(name, "alarm")
+    moment = datetime(2024, 3, 11, 1, 2, 3, 456789, tzinfo=UTC)
+    for _, line in sample_lines:
+        alarm = json_to_event(json.loads(line))
+        record = {**wrapper, "alarm": alarm, "requestedAt": moment,
+                  "cycleStartedAt": moment}  # fmt: skip
+
+        spliced = around(record, encoding.schemaless(alarm_schema, alarm))
+
+        assert spliced == encoding.single_object(schemas.load(name), record)
