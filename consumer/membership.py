@@ -43,6 +43,11 @@ CONSUMER_DEFAULTS = {
     "isolation.level": "read_committed",
     "session.timeout.ms": "45000",
     "max.poll.interval.ms": "300000",
+    # librdkafka prefetches up to 64 MiB of messages by default, and fetches up
+    # to 50 MiB at a time: during a large backlog that is most of the process's
+    # memory. 16 MiB is still tens of thousands of alarms, seconds of work ahead.
+    "queued.max.messages.kbytes": "16384",
+    "fetch.max.bytes": "16777216",
 }
 
 Partitions = set[tuple[str, int]]
