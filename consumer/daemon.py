@@ -89,13 +89,14 @@ class Daemon:
                 "logger": logs.librdkafka_logger(),
             },
             health,
-            on_fatal=self.request_stop,
+            on_fatal=self._on_fatal_kafka_error,
             # Below the stall deadline, which start-up checks against it.
             commit_timeout_s=settings.publish_timeout_s,
         )
         # Last message or assignment: idleness is measured from here.
         self._last_activity = time.monotonic()
         self._stopping = threading.Event()
+        self._fatal = False
         self._stop_deadline = float("inf")
         self._next_sweep = 0.0
         # The batch whose rows are being delivered while the next one is read.
@@ -109,6 +110,12 @@ class Daemon:
         )
 
     # --- lifecycle -------------------------------------------------------------
+
+    def _on_fatal_kafka_error(self) -> None:
+        """librdkafka cannot go on (a fenced static member, for example): finish
+        the batch in hand and exit non-zero, so the orchestrator restarts us."""
+        self._fatal = True
+        self.request_stop()
 
     def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
         """Asks the loop to finish the batch in hand and exit. Safe from a signal
@@ -164,7 +171,7 @@ class Daemon:
             exit_code = 1
         finally:
             self._close()
-        return exit_code
+        return 1 if self._fatal else exit_code
 
     def _close(self) -> None:
         self._member.close()

@@ -162,7 +162,11 @@ class GroupMember:
         error = message.error()
         if error is None:
             return True
-        if error.code() != KafkaError._PARTITION_EOF:
+        if error.fatal() or error.code() == KafkaError._FATAL:
+            # librdkafka reports some fatal errors (a fenced static member) only
+            # here, as _FATAL without the fatal flag, and never to error_cb.
+            self._on_fatal_error(error)
+        elif error.code() != KafkaError._PARTITION_EOF:
             log.warning("consume_error", topic=message.topic(),
                         partition=message.partition(), error=error.str())  # fmt: skip
         return False
@@ -233,13 +237,16 @@ class GroupMember:
         log.info("partitions_revoked", partitions=sorted(p for _, p in removed),
                  total=len(self.assigned), **extra)  # fmt: skip
 
+    def _on_fatal_error(self, error: KafkaError) -> None:
+        log.error("kafka_fatal_error", error=error.str())
+        self._on_fatal()
+
     def _on_kafka_error(self, error: KafkaError) -> None:
         if self._refusal.notice(error):
             return
         # Warn again only when the error text changes: librdkafka repeats itself.
         if error.fatal():
-            log.error("kafka_fatal_error", error=error.str())
-            self._on_fatal()
+            self._on_fatal_error(error)
         elif error.str() != self._last_kafka_error:
             self._last_kafka_error = error.str()
             log.warning("kafka_error", error=error.str())

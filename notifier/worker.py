@@ -83,12 +83,13 @@ class NotifyWorker:
         self._member = GroupMember(
             {**kafka, "group.id": settings.notify_group_id},
             health,
-            on_fatal=self.request_stop,
+            on_fatal=self._on_fatal_kafka_error,
             # Below the stall deadline, which start-up checks against it.
             commit_timeout_s=settings.publish_timeout_s,
         )
         self._offsets = OffsetTracker()
         self._stopping = threading.Event()
+        self._fatal = False
         self._next_sweep = 0.0
         self._retry = self._member.pausing_retry(
             settings.retry_initial_s,
@@ -110,6 +111,11 @@ class NotifyWorker:
         )
 
     # --- lifecycle -------------------------------------------------------------
+
+    def _on_fatal_kafka_error(self) -> None:
+        """librdkafka cannot go on: stop after the email in hand and exit 1."""
+        self._fatal = True
+        self.request_stop()
 
     def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
         """Asks the loop to finish the email in hand and exit. Safe from a signal
@@ -170,7 +176,7 @@ class NotifyWorker:
             self._dead_letters.close(5.0)
             self._webhook.close()
             log.info("stopped", pending=self._grouper.pending())
-        return 0
+        return 1 if self._fatal else 0
 
     # --- receiving -------------------------------------------------------------
 
