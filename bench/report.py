@@ -19,6 +19,8 @@ VARIANTS = {
     "D": "persistence limit: COPY",
     "E": "Quix Streams + PostgreSQLSink",
 }
+SHORT_NAMES = {"A": "A ceiling", "B": "B old way", "C": "C alarmd", "D": "D COPY",
+               "E": "E Quix"}  # fmt: skip
 CPU_PARTS = ("process", "postgres", "broker", "machine", "machine_steal")
 # (name, numerator, denominator or None, minimum ratio or maximum value)
 TARGETS = {
@@ -125,34 +127,28 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     variants = results["variants"]
     names = list(variants)
-    labels = [f"{n}\n{variants[n]['description'].split(':')[0]}" for n in names]
+    labels = [SHORT_NAMES[n] for n in names]
     fig, (speed, cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
 
     medians = [variants[n]["alarms_per_s"] for n in names]
-    lows = [
-        m - min(r["alarms_per_s"] for r in variants[n]["runs"])
-        for n, m in zip(names, medians, strict=True)
-    ]
-    highs = [
-        max(r["alarms_per_s"] for r in variants[n]["runs"]) - m
-        for n, m in zip(names, medians, strict=True)
-    ]
-    speed.bar(labels, medians, yerr=[lows, highs], capsize=4, color="#4c72b0")
+    runs = [[r["alarms_per_s"] for r in variants[n]["runs"]] for n in names]
+    speed.bar(labels, medians, color="#4c72b0",
+              yerr=[[m - min(r) for m, r in zip(medians, runs, strict=True)],
+                    [max(r) - m for m, r in zip(medians, runs, strict=True)]],
+              capsize=4)  # fmt: skip
     speed.set_yscale("log")
-    speed.set_ylabel("alarms/s (median, range of runs; log scale)")
+    speed.set_ylabel("alarms/s (median, bars: range of runs)")
     speed.set_title("Throughput")
 
-    bottom = [0.0] * len(names)
-    for part, colour in (
-        ("process", "#4c72b0"),
-        ("postgres", "#dd8452"),
-        ("broker", "#55a868"),
-    ):
-        values = [variants[n]["cpu_us_per_alarm"][part] for n in names]
-        cpu.bar(labels, values, bottom=bottom, label=part, color=colour)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    cpu.scatter(labels, [variants[n]["cpu_us_per_alarm"]["machine"] for n in names],
-                marker="_", s=600, color="black", label="whole machine", zorder=3)  # fmt: skip
+    parts = (("process", "#4c72b0"), ("postgres", "#dd8452"), ("broker", "#55a868"),
+             ("machine", "#8c8c8c"))  # fmt: skip
+    width = 0.2
+    for i, (part, colour) in enumerate(parts):
+        cpu.bar([x + (i - 1.5) * width for x in range(len(names))],
+                [max(variants[n]["cpu_us_per_alarm"][part], 0.1) for n in names],
+                width, label=part, color=colour)  # fmt: skip
+    cpu.set_xticks(range(len(names)), labels)
+    cpu.set_yscale("log")
     cpu.set_ylabel("CPU µs per alarm (median)")
     cpu.set_title("CPU per alarm")
     cpu.legend()

@@ -4,7 +4,6 @@ orchestrator would, with its peak RSS taken from the kernel."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
@@ -76,17 +75,33 @@ class WorkerProcess:
                 f"its log ({self._log_path}) ends: " + " | ".join(self._tail))  # fmt: skip
 
     def stop(self) -> None:
-        """SIGTERM, then waits; records the process's peak RSS."""
+        """SIGTERM, then waits; records the process's peak RSS first."""
         assert self._process is not None
         if self._process.poll() is not None:
             return
+        self.peak_rss_mb = _peak_rss_mb(self._process.pid)
         self._process.send_signal(signal.SIGTERM)
-        timer = threading.Timer(STOP_TIMEOUT_S, self._process.kill)
-        timer.start()
-        _, status, usage = os.wait4(self._process.pid, 0)
-        timer.cancel()
-        self._process.returncode = os.waitstatus_to_exitcode(status)
-        self.peak_rss_mb = usage.ru_maxrss / 1024  # Linux reports KiB
+        try:
+            self._process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """The kernel's high-water mark of the process's resident memory (VmHWM).
+
+    psutil has no accessor for it. wait4()'s ru_maxrss is no substitute: it also
+    counts the parent's pages the child held between fork and exec.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return None
 
 
 def timed_until_committed(
