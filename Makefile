@@ -21,7 +21,7 @@ NOTIFY_DEMO_ENV = ALARMD_SMTP_PORT=$(SMTP_SINK_PORT) ALARMD_SMTP_SECURITY=none \
 WITH_SERVICES = set -a; . .local/services.env; set +a;
 
 .PHONY: help install services-up services-down services-reset demo test test-unit \
-        test-integration chaos helm helm-test lint clean
+        test-integration chaos helm helm-test bench lint clean
 
 help:
 	@echo "make demo        run the daemon and the email sidecar on $(DATA), print the status"
@@ -29,6 +29,7 @@ help:
 	@echo "make services-up / services-down / services-reset"
 	@echo "make chaos [ALARMS=N KILLS=K]  fault-injection run with a zero-loss report"
 	@echo "make helm-test   the chart and Dockerfile tier (tests/helm; builds the pinned helm)"
+	@echo "make bench       the side-by-side benchmark [ALARMS=50000 BACKLOG=1000000]"
 	@echo "make lint        ruff and mypy"
 
 $(BIN)/alarmd: pyproject.toml
@@ -90,6 +91,15 @@ helm:
 
 helm-test: install helm services-up
 	$(WITH_SERVICES) $(BIN)/pytest -q tests/helm
+
+# The benchmark (bench/, README "Benchmark"): five variants on ALARMS alarms,
+# interleaved REPETITIONS times, then the daemon's latency and its memory while
+# a BACKLOG drains. Results go to BENCH_OUT (bench/ holds the committed run).
+# ALARMS is shared with `make chaos`, so each target keeps its own default.
+bench: install services-up
+	$(WITH_SERVICES) $(BIN)/python -m bench --alarms $(or $(ALARMS),50000) \
+	  --backlog $(or $(BACKLOG),1000000) --repetitions $(or $(REPETITIONS),3) \
+	  --latency-s $(or $(LATENCY_S),30) --out $(or $(BENCH_OUT),bench)
 
 lint: install
 	$(BIN)/ruff check .
