@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from alarmd.broker_refusal import RefusalWatch
 from alarmd.errors import TransientError
+from alarmd.headers import read_headers
 from alarmd.logs import librdkafka_logger
 from alarmd.settings import INPUT_TOPIC_MAX_MESSAGE_BYTES, Settings
 
@@ -113,7 +114,7 @@ class TopicRecord:
             offset=message.offset(),
             key=message.key(),
             value=message.value(),
-            headers=tuple(message.headers() or ()),
+            headers=tuple(read_headers(message)[0]),
             topic=message.topic(),
             timestamp_ms=None if kind == TIMESTAMP_NOT_AVAILABLE else timestamp,
         )

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from alarmd.errors import DeadLetterReason, InvalidMessage
+from alarmd.headers import read_headers, with_headers_note
 from schemas.decoding import Decoder
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,15 +102,16 @@ def decode_batch(messages: list[Any], decode: Decoder) -> Batch:
         try:
             record = decode(message.value())
         except InvalidMessage as exc:
+            headers, readable = read_headers(message)
             batch.rejected.append(
                 Rejected(
                     coordinates=coordinates,
                     key=message.key(),
                     value=message.value(),
-                    headers=list(message.headers() or []),
+                    headers=headers,
                     stage="decode",
                     reason=exc.reason,
-                    detail=exc.detail,
+                    detail=with_headers_note(exc.detail, readable),
                     traceback=traceback.format_exc(),
                 )
             )

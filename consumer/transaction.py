@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import psycopg2
 
 from alarmd.errors import DeadLetterReason
+from alarmd.headers import read_headers, with_headers_note
 from consumer.batch import Batch, DecodedEvent, Rejected
 from consumer.dead_letter import dead_letter_message
 from consumer.downstream import DownstreamWriter
@@ -130,12 +131,14 @@ class BatchWriter:
 
 def _refused(event: DecodedEvent, exc: psycopg2.Error) -> Rejected:
     message = event.message
+    headers, readable = read_headers(message)
+    detail = f"PostgreSQL refused the event: {(exc.pgerror or str(exc)).strip()}"
     return Rejected(
         coordinates=event.coordinates,
         key=message.key(),
         value=message.value(),
-        headers=list(message.headers() or []),
+        headers=headers,
         stage="database",
         reason=DeadLetterReason.REJECTED_BY_DATABASE,
-        detail=f"PostgreSQL refused the event: {(exc.pgerror or str(exc)).strip()}",
+        detail=with_headers_note(detail, readable),
     )

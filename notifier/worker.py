@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from alarmd import logs
 from alarmd.errors import TransientError
+from alarmd.headers import read_headers
 from alarmd.health import Health
 from alarmd.settings import Settings
 from consumer.membership import GroupMember, Partitions
@@ -188,7 +189,7 @@ class NotifyWorker:
         for m in messages:
             c = Coordinates(m.topic(), m.partition(), m.offset())
             self._offsets.seen(c)
-            headers = list(m.headers() or [])
+            headers, _ = read_headers(m)
             try:
                 request = decode(m.value())
             except PermanentFailure as exc:

@@ -22,6 +22,7 @@ from schemas.encoding import schemaless, single_object
 from schemas.mapping import json_to_event
 from tests import poison
 from tests.avro_wire import schema_json
+from tests.unit.conftest import FakeMessage
 from tests.unit.schemas.avro_strategies import records
 
 
@@ -220,6 +221,24 @@ def test_rejected_message_without_headers_has_an_empty_list(kafka_message):
     batch = decode_batch([kafka_message(b"\x00", headers=None)], SingleObjectDecoder())
 
     assert batch.rejected[0].headers == []
+
+
+class UnreadableHeaders(FakeMessage):
+    """confluent-kafka's behaviour for a header name that is not UTF-8."""
+
+    def headers(self):
+        raise SystemError("<method 'headers'> returned a result with an exception set")
+
+
+def test_a_bad_message_whose_headers_cannot_be_read_is_still_rejected():
+    """A header name the Kafka client cannot decode does not stop the batch: the
+    message is rejected without its headers, and the detail says they are gone."""
+    batch = decode_batch([UnreadableHeaders(b"\x00\x01")], SingleObjectDecoder())
+
+    (rejected,) = batch.rejected
+    assert rejected.reason == DeadLetterReason.BAD_FRAMING
+    assert rejected.headers == []
+    assert "header name is not UTF-8" in rejected.detail
 
 
 def test_batch_coordinates_list_events_then_rejected(alarm_event, kafka_message):
