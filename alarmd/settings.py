@@ -261,7 +261,12 @@ class Settings(BaseSettings):
         from sqlalchemy.engine import make_url
 
         try:
-            make_url(value.get_secret_value())
+            parsed = make_url(value.get_secret_value())
+            # An unencoded @, /, ? or # in the password moves part of it into
+            # the user or host name, where masking would not hide it.
+            for part in (parsed.username, parsed.host):
+                if part and any(c in part for c in "@/?#"):
+                    raise ValueError
         except Exception:  # noqa: BLE001 - the parser's text would quote the URL
             raise ValueError(
                 "not a SQLAlchemy URL such as "

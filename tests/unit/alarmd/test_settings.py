@@ -364,8 +364,10 @@ def test_max_event_bytes_above_the_input_topic_limit_is_refused(monkeypatch):
     [
         f"postgresql+psycopg2://alarmd:{DATABASE_PASSWORD}@db:notaport/alarmd",
         f"not a url {DATABASE_PASSWORD}",
+        f"postgresql+psycopg2://alarmd:Pg@{DATABASE_PASSWORD}@db:5432/alarmd",
+        f"postgresql+psycopg2://alarmd@db:5432/alarmd?password=x@{DATABASE_PASSWORD}",
     ],
-    ids=["port not a number", "no scheme"],
+    ids=["port not a number", "no scheme", "@ in the password", "@ in ?password="],
 )
 def test_database_url_that_does_not_parse_is_refused_without_showing_it(
     monkeypatch, url
