@@ -4,6 +4,7 @@ filters `alarmd dlq list` and `alarmd dlq replay` select by."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from consumer.dead_letter import (
 )
 
 PREVIEW_BYTES = 48
+# Keys are short in practice; a huge one is cut so a listing stays readable.
+KEY_SHOWN_BYTES = 256
 READER_GROUP = "alarmd-dlq"  # never joined and never committed
 _DATETIME = TypeAdapter(datetime)
 _ISO_DURATION = TypeAdapter(timedelta)
@@ -85,7 +88,7 @@ class DeadLetter:
             "reason": self.reason,
             "detail": self.detail,
             "time": self.time.isoformat() if self.time else None,
-            "key": _text(r.key),
+            "key": _text(r.key, KEY_SHOWN_BYTES),
             "value_bytes": None if r.value is None else len(r.value),
             "preview": _preview(r.value),
         }
@@ -147,14 +150,18 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     or from a duration before `now`: "2h", "1d 6h", "90 minutes", "PT30M".
     Raises ConfigurationError for anything else."""
     now = now or datetime.now(UTC)
-    seconds = pytimeparse2.parse(text)
-    if seconds is not None:
-        return now - timedelta(seconds=float(seconds))
-    if text.startswith("P"):
-        try:
-            return now - _ISO_DURATION.validate_python(text)
-        except ValidationError:
-            pass
+    try:
+        seconds = pytimeparse2.parse(text)
+        if seconds is not None:
+            return now - timedelta(seconds=float(seconds))
+        if text.startswith("P"):
+            with contextlib.suppress(ValidationError):
+                return now - _ISO_DURATION.validate_python(text)
+    except (OverflowError, ValueError):
+        raise ConfigurationError(
+            f"--since {text!r} reaches back before the year 1; give a shorter "
+            "duration or an ISO 8601 time"
+        ) from None
     try:
         moment = _DATETIME.validate_python(text)
     except ValidationError:
@@ -192,8 +199,10 @@ def _preview(value: bytes | None) -> str | None:
     return repr(value[:PREVIEW_BYTES])[2:-1]
 
 
-def _text(value: bytes | None) -> str | None:
-    """Bytes as text for people: UTF-8 where it is, escapes where it is not."""
+def _text(value: bytes | None, limit: int) -> str | None:
+    """Bytes as text for people: UTF-8 where it is, escapes where it is not, cut
+    after `limit` bytes with the full length said."""
     if value is None:
         return None
-    return value.decode("utf-8", "backslashreplace")
+    shown = value[:limit].decode("utf-8", "backslashreplace")
+    return shown if len(value) <= limit else f"{shown}... ({len(value)} bytes)"

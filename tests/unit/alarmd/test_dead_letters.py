@@ -165,3 +165,21 @@ def test_a_coordinate_is_partition_and_offset(text, expected):
 def test_a_malformed_coordinate_is_refused_with_an_example(text):
     with pytest.raises(ConfigurationError, match="PARTITION:OFFSET"):
         parse_coordinate(text)
+
+
+def test_a_huge_key_is_cut_in_the_summary_with_its_length():
+    """A listing stays readable: a key of megabytes shows its start and size."""
+    key = b"k" * 3_000_000
+    letter = DeadLetter.of(TopicRecord("alarms.dlq", 0, 0, None, key, b"x", ()))
+
+    shown = letter.summary()["key"]
+
+    assert len(shown) < 400
+    assert shown.startswith("kkkk") and f"({len(key)} bytes)" in shown
+
+
+@pytest.mark.parametrize("text", ["10000000 days", "P9999999D"])
+def test_since_further_back_than_the_calendar_is_refused(text):
+    """A duration reaching before year 1 is a sentence, not an OverflowError."""
+    with pytest.raises(ConfigurationError, match="before the year 1"):
+        parse_since(text, NOW)
