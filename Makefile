@@ -30,7 +30,7 @@ help:
 	@echo "make chaos [ALARMS=N KILLS=K]  fault-injection run with a zero-loss report"
 	@echo "make helm-test   the chart and Dockerfile tier (tests/helm; builds the pinned helm)"
 	@echo "make bench       the side-by-side benchmark [ALARMS=50000 BACKLOG=1000000]"
-	@echo "make lint        ruff and mypy"
+	@echo "make lint        ruff (check and format)"
 
 $(BIN)/alarmd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

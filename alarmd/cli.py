@@ -90,23 +90,34 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def _seconds(text: str) -> float:
+    """A duration argument: a number of seconds above zero."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alarmd", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="consume alarms until stopped")
-    run.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+    run.add_argument("--exit-when-idle", type=_seconds, metavar="SECONDS",
                      help="exit 0 once no message has arrived for this long and "
                      "the outbox is empty")  # fmt: skip
     run.set_defaults(handler=_run)
 
     notify = commands.add_parser("notify", help="send the notification emails")
-    notify.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+    notify.add_argument("--exit-when-idle", type=_seconds, metavar="SECONDS",
                         help="exit 0 once no request has arrived for this long and "
                         "every received request is sent or dead-lettered")  # fmt: skip
     notify.set_defaults(handler=_notify)
-    notify_actions = notify.add_subparsers(required=False, metavar="ACTION")
+    notify_actions = notify.add_subparsers(required=False, metavar="[ACTION]")
     preview = notify_actions.add_parser(
         "preview", help="render one email from a JSON-lines alarm file"
     )

@@ -60,6 +60,12 @@ TYPED_KAFKA_PROPERTIES = {
     "kafka_ssl_ca_location": "ssl.ca.location",
 }
 MASK = "********"
+# Properties alarmd sets itself from its own settings, per client.
+UNTYPED_KAFKA_REFUSED = {
+    "bootstrap.servers": "ALARMD_KAFKA_BOOTSTRAP_SERVERS",
+    "group.id": "ALARMD_GROUP_ID or ALARMD_NOTIFY_GROUP_ID",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -262,6 +268,8 @@ class Settings(BaseSettings):
 
         try:
             parsed = make_url(value.get_secret_value())
+            if not parsed.drivername.startswith("postgresql"):
+                raise ValueError
             # An unencoded @, /, ? or # in the password moves part of it into
             # the user or host name, where masking would not hide it.
             for part in (parsed.username, parsed.host):
@@ -269,14 +277,53 @@ class Settings(BaseSettings):
                     raise ValueError
         except Exception:  # noqa: BLE001 - the parser's text would quote the URL
             raise ValueError(
-                "not a SQLAlchemy URL such as "
+                "not a PostgreSQL URL such as "
                 "postgresql+psycopg2://user:password@host:5432/alarmd (check the "
                 "port and that special characters in the password are %-encoded)"
             ) from None
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(
+                f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}"
+            )
+        return level
+
+    @field_validator("notify_group_by")
+    @classmethod
+    def _groupable_fields(cls, value: list[str]) -> list[str]:
+        from notifier.request import GROUPABLE_FIELDS
+
+        unknown = [name for name in value if name not in GROUPABLE_FIELDS]
+        if unknown or not value:
+            raise ValueError(
+                f"{unknown or 'an empty list'} cannot group requests; choose from "
+                f"{', '.join(GROUPABLE_FIELDS)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _retry_bounds_in_order(self) -> Settings:
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(
+                f"ALARMD_RETRY_INITIAL_S ({self.retry_initial_s:g} s) exceeds "
+                f"ALARMD_RETRY_MAX_S ({self.retry_max_s:g} s); lower the first or "
+                "raise the second"
+            )
+        return self
+
     @model_validator(mode="after")
     def _kafka_security_set_once(self) -> Settings:
+        for prop, variable in UNTYPED_KAFKA_REFUSED.items():
+            if prop in self.kafka_properties:
+                raise ValueError(
+                    f"{prop} in ALARMD_KAFKA_PROPERTIES clashes with alarmd's own setting; set "
+                    f"{variable} instead"
+                )
         for field, prop in TYPED_KAFKA_PROPERTIES.items():
             if getattr(self, field) is not None and prop in self.kafka_properties:
                 raise ValueError(

@@ -63,6 +63,7 @@ MISCONFIGURED_CONNECTION_TEXTS = (
     "password authentication failed",
     "does not exist",
     "no pg_hba.conf entry",
+    "pg_hba.conf rejects connection",
     "invalid dsn",
     "invalid connection option",
     # TLS: the CA does not verify the server, or the certificate names another host.

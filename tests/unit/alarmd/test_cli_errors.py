@@ -85,3 +85,16 @@ def test_a_taken_http_port_names_the_port_setting():
 def test_an_unexpected_error_is_not_explained_away():
     """A bug keeps its traceback: nothing is turned into a sentence."""
     assert _explain(ZeroDivisionError("division by zero"), _settings()) is None
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "soon"])
+@pytest.mark.parametrize("command", ["run", "notify"])
+def test_an_idle_exit_that_is_not_a_positive_duration_is_refused(
+    capsys, command, value
+):
+    """--exit-when-idle -5 would never fire; argparse refuses it with exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        main([command, f"--exit-when-idle={value}"])
+
+    assert exited.value.code == 2
+    assert "not a number of seconds above 0" in capsys.readouterr().err

@@ -425,3 +425,39 @@ def test_tls_paths_in_the_database_url_are_shown_and_its_passwords_masked():
     assert "pw-" not in shown
     assert "sslrootcert=/etc/alarmd/db-tls/ca.crt" in shown
     assert "sslkey=/etc/alarmd/db-tls/tls.key" in shown
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"ALARMD_LOG_LEVEL": "LOUD"}, "ALARMD_LOG_LEVEL"),
+        ({"ALARMD_NOTIFY_GROUP_BY": '["nosuchfield"]'}, "ALARMD_NOTIFY_GROUP_BY"),
+        ({"ALARMD_NOTIFY_GROUP_BY": "[]"}, "ALARMD_NOTIFY_GROUP_BY"),
+        ({"ALARMD_DATABASE_URL": "mysql://x@127.0.0.1/z"}, "ALARMD_DATABASE_URL"),
+        ({"ALARMD_RETRY_INITIAL_S": "60", "ALARMD_RETRY_MAX_S": "30"}, "ALARMD_RETRY_INITIAL_S"),
+        ({"ALARMD_KAFKA_PROPERTIES": '{"bootstrap.servers": "x:1"}'}, "ALARMD_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"ALARMD_KAFKA_PROPERTIES": '{"group.id": "other"}'}, "ALARMD_GROUP_ID"),
+    ],
+    ids=["log level", "grouping field", "no grouping field", "not postgresql",
+         "retry bounds", "bootstrap in properties", "group in properties"],
+)  # fmt: skip
+def test_settings_that_cannot_work_are_refused_naming_the_variable(
+    monkeypatch, variables, named
+):
+    """Each of these would fail later, or be silently overridden; start-up
+    refuses it with a sentence that names the variable to fix."""
+    from alarmd.settings import describe_settings_error
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+
+    assert named in describe_settings_error(raised.value)
+
+
+def test_the_log_level_is_read_in_any_case(monkeypatch):
+    monkeypatch.setenv("ALARMD_LOG_LEVEL", "debug")
+
+    assert Settings().log_level == "DEBUG"
