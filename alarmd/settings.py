@@ -172,7 +172,7 @@ class Settings(BaseSettings):
         1000, ge=1, description="Messages the ratio is judged over."
     )
     stall_deadline_s: float = Field(
-        60.0,
+        90.0,
         gt=0,
         description="/healthz fails when the poll loop has not come round for this "
         "long (a hung database call), so the orchestrator restarts the process. "

@@ -28,11 +28,14 @@ PAUSED_POLL_MESSAGES = 100
 # Longest wait for the group coordinator to answer one offset commit.
 COMMIT_TIMEOUT_S = 30.0
 # Commit errors that mean "no longer yours": the partitions were revoked.
-REVOKED_COMMIT_ERRORS = {
+# A commit refused because the group is rebalancing. The member may keep the
+# partitions through the rebalance (an incremental one usually does), so the
+# commit is retried once it settles, for the partitions still assigned;
+# skipping it would leave those offsets behind what was processed for good.
+REBALANCE_COMMIT_ERRORS = {
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError._NO_OFFSET,
 }
 
 CONSUMER_DEFAULTS = {
@@ -175,10 +178,9 @@ class GroupMember:
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commits these next offsets synchronously, for partitions still
-        assigned. Blocks, up to the commit timeout. A commit refused because the
-        partitions were revoked is skipped with a warning; raises TransientError
-        when it may succeed later (no answer in time included), KafkaException
-        when it never will."""
+        assigned. Blocks, up to the commit timeout. Raises TransientError when it
+        may succeed later (no answer in time, or a rebalance under way: the retry
+        commits what is still assigned then), KafkaException when it never will."""
         partitions = to_commit(offsets, self.assigned)
         if not partitions:
             return
@@ -197,9 +199,12 @@ class GroupMember:
             ) from None
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() in REVOKED_COMMIT_ERRORS:
-                log.warning("commit_skipped_revoked", error=error.str())
+            if error.code() == KafkaError._NO_OFFSET:
                 return
+            if error.code() in REBALANCE_COMMIT_ERRORS:
+                raise TransientError(
+                    "commit", f"{error.str()}; retried once the rebalance settles"
+                ) from exc
             if error.retriable() or not error.fatal():
                 raise TransientError("commit", error.str()) from exc
             raise

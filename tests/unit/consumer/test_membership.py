@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from alarmd.errors import ConfigurationError, TransientError
 from alarmd.health import Health
@@ -139,4 +139,45 @@ def test_a_commit_without_an_answer_is_transient_after_the_commit_timeout():
         member.commit({("alarms", 0): 10})
 
     assert time.monotonic() - started < 2.0
+    member.close()
+
+
+class RebalancingCommits:
+    """A consumer whose first commit meets a rebalance; later ones succeed."""
+
+    def __init__(self) -> None:
+        self.committed: list[list[tuple[int, int]]] = []
+
+    def commit(self, *, offsets, asynchronous) -> None:
+        if not self.committed:
+            self.committed.append([])
+            raise KafkaException(
+                KafkaError(KafkaError.ILLEGAL_GENERATION, "generation id is not valid")
+            )
+        self.committed.append([(tp.partition, tp.offset) for tp in offsets])
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_commit_refused_by_a_rebalance_is_retried_for_what_is_still_assigned():
+    """The member may keep its partitions through a rebalance: the refused commit
+    is transient, and the retry commits the offsets of the partitions it still
+    owns, so processed messages are not left uncommitted for good."""
+    member = GroupMember(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
+        Health(lambda: True),
+        on_fatal=lambda: None,
+    )
+    member._consumer.close()
+    member._consumer = consumer = RebalancingCommits()
+    member.assigned = {("alarms", 0), ("alarms", 3)}
+    offsets = {("alarms", 0): 16677, ("alarms", 3): 900}
+
+    with pytest.raises(TransientError, match="rebalance"):
+        member.commit(offsets)
+    member.assigned = {("alarms", 0)}  # the rebalance moved partition 3 away
+    member.commit(offsets)
+
+    assert consumer.committed[-1] == [(0, 16677)]
     member.close()
