@@ -154,6 +154,7 @@ class Daemon:
                     self._last_activity = time.monotonic()
                 else:
                     self._settle()
+                    self._retry("commit", self._member.commit_owed)
                 self._sweep_when_due()
                 if exit_when_idle_s is not None and self._idle_for(
                     time.monotonic() - self._last_activity, exit_when_idle_s

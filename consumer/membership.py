@@ -28,14 +28,11 @@ PAUSED_POLL_MESSAGES = 100
 # Longest wait for the group coordinator to answer one offset commit.
 COMMIT_TIMEOUT_S = 30.0
 # Commit errors that mean "no longer yours": the partitions were revoked.
-# A commit refused because the group is rebalancing. The member may keep the
-# partitions through the rebalance (an incremental one usually does), so the
-# commit is retried once it settles, for the partitions still assigned;
-# skipping it would leave those offsets behind what was processed for good.
-REBALANCE_COMMIT_ERRORS = {
+REVOKED_COMMIT_ERRORS = {
     KafkaError.REBALANCE_IN_PROGRESS,
     KafkaError.ILLEGAL_GENERATION,
     KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._NO_OFFSET,
 }
 
 CONSUMER_DEFAULTS = {
@@ -78,6 +75,7 @@ class GroupMember:
     ) -> None:
         self._health = health
         self._commit_timeout_s = commit_timeout_s
+        self._owed: dict[tuple[str, int], int] = {}
         # A synchronous commit waits for the coordinator as long as the broker
         # is away; it runs here, so the poll loop waits a bounded time and
         # retries (polling meanwhile) instead. One thread keeps commits in order.
@@ -178,10 +176,14 @@ class GroupMember:
 
     def commit(self, offsets: dict[tuple[str, int], int]) -> None:
         """Commits these next offsets synchronously, for partitions still
-        assigned. Blocks, up to the commit timeout. Raises TransientError when it
-        may succeed later (no answer in time, or a rebalance under way: the retry
-        commits what is still assigned then), KafkaException when it never will."""
-        partitions = to_commit(offsets, self.assigned)
+        assigned. Blocks, up to the commit timeout. A commit refused by a
+        rebalance is kept and made with the next one, for the partitions still
+        assigned. Raises TransientError when it may succeed later (no answer in
+        time included), KafkaException when it never will."""
+        # Offsets a rebalance refused earlier, for partitions this member kept.
+        owed = {tp: o for tp, o in self._owed.items() if tp in self.assigned}
+        self._owed = {}
+        partitions = to_commit({**owed, **offsets}, self.assigned)
         if not partitions:
             return
         pending = self._committer.submit(
@@ -199,15 +201,21 @@ class GroupMember:
             ) from None
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() == KafkaError._NO_OFFSET:
+            if error.code() in REVOKED_COMMIT_ERRORS:
+                # The member may keep these partitions through the rebalance
+                # (an incremental one usually does): they are committed with
+                # the next commit, or by commit_owed when no batch follows.
+                self._owed = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+                log.warning("commit_deferred_by_rebalance", error=error.str())
                 return
-            if error.code() in REBALANCE_COMMIT_ERRORS:
-                raise TransientError(
-                    "commit", f"{error.str()}; retried once the rebalance settles"
-                ) from exc
             if error.retriable() or not error.fatal():
                 raise TransientError("commit", error.str()) from exc
             raise
+
+    def commit_owed(self) -> None:
+        """Commits offsets a rebalance refused, for partitions still assigned."""
+        if self._owed:
+            self.commit({})
 
     def close(self) -> None:
         """Leaves the group. Blocks until the consumer is closed."""
