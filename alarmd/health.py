@@ -16,9 +16,10 @@ is alive and waiting, /readyz says why, and a restart would cure nothing.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -56,6 +57,7 @@ class Health:
         self._db_checked = 0.0
         self._held: str | None = None
         self._lock = threading.Lock()
+        self._broker_waits = 0
 
     def beat(self) -> None:
         """Called by the poll loop on every turn, and by each wait of a retry."""
@@ -67,8 +69,23 @@ class Health:
         Cheap: the batch is described only if the stage stalls."""
         self._stage, self._batch, self._entered = stage, batch, time.monotonic()
 
+    @contextlib.contextmanager
+    def waiting_on_broker(self) -> Iterator[None]:
+        """Around a Kafka client call that outlasts its timeout only while the
+        broker is away (librdkafka's consume can, during a rebalance of lost
+        partitions). That wait is not a stall: a restart would not bring the
+        broker back. The call's end counts as a beat."""
+        self._broker_waits += 1
+        try:
+            yield
+        finally:
+            self._broker_waits -= 1
+            self.beat()
+
     def stalled_for(self) -> float:
-        """Seconds since the last beat."""
+        """Seconds since the last beat; 0 while waiting on the broker."""
+        if self._broker_waits:
+            return 0.0
         return time.monotonic() - self._last_beat
 
     def joined(self) -> None:

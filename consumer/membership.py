@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CommitTimeout
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from alarmd import logs
 from alarmd.broker_refusal import RefusalWatch
@@ -131,7 +131,9 @@ class GroupMember:
         within `timeout_s`, errors left out. Blocks up to `timeout_s`; beats the
         health probe."""
         self._health.enter("consume")
-        messages = self._take_stash() + self._consumer.consume(max_messages, timeout_s)
+        with self._health.waiting_on_broker():
+            fetched = self._consumer.consume(max_messages, timeout_s)
+        messages = self._take_stash() + fetched
         self._refusal.raise_if_refused()
         self._health.beat()
         return [m for m in messages if self._usable(m)]
@@ -140,7 +142,10 @@ class GroupMember:
         """Pauses or resumes the whole current assignment; partitions assigned
         while paused start paused."""
         self._paused = paused
-        assignment = self._consumer.assignment()
+        # From our own record of the assignment: asking librdkafka for it waits
+        # on its group thread, which an offset commit can hold while the
+        # broker is away.
+        assignment = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
         if assignment:
             (self._consumer.pause if paused else self._consumer.resume)(assignment)
 
@@ -148,11 +153,9 @@ class GroupMember:
         """Serves heartbeats and rebalances for up to `seconds`; anything already
         fetched is kept for the next `consume`, in order."""
         self._health.beat()
-        self._stash += [
-            m
-            for m in self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
-            if self._usable(m)
-        ]
+        with self._health.waiting_on_broker():
+            fetched = self._consumer.consume(PAUSED_POLL_MESSAGES, seconds)
+        self._stash += [m for m in fetched if self._usable(m)]
         self._refusal.raise_if_refused()
 
     def _take_stash(self) -> list[Any]:

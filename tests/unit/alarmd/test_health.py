@@ -230,3 +230,17 @@ def test_any_other_path_is_404(serve_health, path):
     _, base = serve_health(DatabasePing(True))
 
     assert _get(base + path).status_code == 404
+
+
+def test_a_wait_on_the_broker_is_no_stall_and_its_end_is_a_beat():
+    """A Kafka call that outlasts the deadline while the broker is away keeps
+    liveness; a stall of the loop itself still fails it."""
+    health = Health(lambda: True, stall_deadline_s=0.05)
+
+    with health.waiting_on_broker():
+        time.sleep(0.1)
+        assert health.alive()
+    assert health.alive()
+
+    time.sleep(0.1)
+    assert not health.alive()
