@@ -71,12 +71,21 @@ def run(ctx: Context, topics: TopicSet, group: str) -> Outcome:
             )
             conn.commit()
             if stored and record["scope"] == SCOPE_IN and record["final"]:
-                token = record["iactoken"]
-                started = events.insert_cycles(cur, [(token, stored[identity])])
+                # The old service's own statements, one row and one commit each.
+                cur.execute(
+                    "INSERT INTO alarm_cycles (iactoken, alarm_event_id) "
+                    "VALUES (%s, %s) ON CONFLICT (iactoken) DO NOTHING "
+                    "RETURNING id, started_at",
+                    (record["iactoken"], stored[identity]),
+                )
+                started = cur.fetchone()
                 conn.commit()
                 if started:
-                    cycle_id, started_at = started[token]
-                    events.insert_tasks(cur, [cycle_id], events.PREDICTIVE_TASK)
+                    cycle_id, started_at = started
+                    cur.execute(
+                        "INSERT INTO cycle_tasks (cycle_id, task) VALUES (%s, %s)",
+                        (cycle_id, events.PREDICTIVE_TASK),
+                    )
                     conn.commit()
                     for outgoing in downstream.for_cycle(
                         record, identity, cycle_id, started_at
