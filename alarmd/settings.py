@@ -134,8 +134,19 @@ class Settings(BaseSettings):
         "is dead-lettered as oversized_value, with its size.",
     )
     batch_max_messages: int = Field(500, ge=1, le=100_000)
+    writer_threads: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Transactions of one batch run side by side, one per writer "
+        "thread and database connection, each for its share of the partitions.",
+    )
     batch_timeout_s: float = Field(
-        0.2, gt=0, description="How long one consume call waits to fill a batch."
+        0.05,
+        gt=0,
+        description="How long one consume call waits to fill a batch. Under a "
+        "backlog batches fill at once; below it, this bounds how long an alarm "
+        "waits for others to share its batch.",
     )
     shutdown_deadline_s: float = Field(
         25.0, gt=0, description="SIGTERM to exit: finish the batch, close, flush."

@@ -50,6 +50,16 @@ class Expected:
     def outbox_rows(self) -> int:
         return 2 * self.cycles + self.notifications
 
+    def __add__(self, other: Expected) -> Expected:
+        """What two replays (under different tags) store together; message
+        indexes belong to one replay each, so `cycle_starts` is left out."""
+        return Expected(
+            self.messages + other.messages,
+            self.distinct_events + other.distinct_events,
+            self.cycles + other.cycles,
+            self.notifications + other.notifications,
+        )
+
 
 def source_lines(path: Path) -> list[str]:
     """The file's distinct lines, in first-seen order."""

@@ -1,7 +1,12 @@
 """End-to-end latency of the daemon: alarms produced at a steady rate below
 its maximum, timed from the moment each cycle-starting alarm is handed to the
 producer to the moment its predictive request and iAC1 document are read back
-from the downstream topics."""
+from the downstream topics.
+
+A warm-up of WARM_UP_S at the same rate comes first, untimed, as for the
+throughput runs: the first batches also open the daemon's database
+connections, and the first messages wait for both producers to fetch
+metadata and an idempotent producer id."""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from bench.topics import PARTITIONS, TopicSet
 from bench.variant import STALL_LIMIT_S, Context, store_gates
 
 MIN_ALARMS = 200
+WARM_UP_S = 2.0
+READ_WAIT_S = 0.005
 
 
 class DownstreamReader:
@@ -36,7 +43,8 @@ class DownstreamReader:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for message in self._consumer.consume(1000, 0.05):
+            # A short wait: the time a message waits here counts as latency.
+            for message in self._consumer.consume(1000, READ_WAIT_S):
                 if message.error() is None:
                     key = (message.topic(), message.key())
                     self.arrivals.setdefault(key, time.time() * 1000)
@@ -52,6 +60,8 @@ def measure(
 ) -> dict:
     count = max(MIN_ALARMS, int(rate_per_s * seconds))
     alarms, expected = replay(data_path, count, f"{tag}L", ctx.email_alarm_types)
+    warm_up, warm_up_expected = replay(data_path, max(MIN_ALARMS, int(rate_per_s * WARM_UP_S)),
+                                       f"{tag}W", ctx.email_alarm_types)  # fmt: skip
     topics = TopicSet(f"bench-{tag}-latency")
     group = f"bench-{tag}-latency"
     ctx.broker.create(topics)
@@ -59,14 +69,16 @@ def measure(
     cycle_start = {index: token for token, index in expected.cycle_starts.items()}
     produced_at: dict[bytes, float] = {}
 
+    # One produce call for both, so the producer is warm too when timing starts.
+    first_timed = len(warm_up)
     t0 = time.monotonic()
 
     def pace(index: int) -> None:
         wait = t0 + index / rate_per_s - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        if index in cycle_start:
-            produced_at[cycle_start[index].encode()] = time.time() * 1000
+        if index - first_timed in cycle_start:
+            produced_at[cycle_start[index - first_timed].encode()] = time.time() * 1000
 
     reader = DownstreamReader(
         ctx.broker.bootstrap_servers, [topics.predictive, topics.iac1]
@@ -78,8 +90,8 @@ def measure(
         problem = daemon.wait_ready()
         if problem is None:
             t0 = time.monotonic()
-            ctx.broker.produce(topics.alarms, alarms, pace=pace)
-            wanted = 2 * expected.cycles
+            ctx.broker.produce(topics.alarms, warm_up + alarms, pace=pace)
+            wanted = 2 * (warm_up_expected.cycles + expected.cycles)
             deadline = time.monotonic() + STALL_LIMIT_S
             while len(reader.arrivals) < wanted and time.monotonic() < deadline:
                 problem = daemon.problem()
@@ -95,7 +107,9 @@ def measure(
     finally:
         reader.close()
         daemon.stop()
-    failures += store_gates(ctx.database, expected, outbox="published")
+    failures += store_gates(
+        ctx.database, warm_up_expected + expected, outbox="published"
+    )
     ctx.broker.delete(topics)
 
     samples = [arrived - produced_at[key] for (_, key), arrived in reader.arrivals.items()

@@ -38,6 +38,12 @@ class DecodedEvent:
     event_id: str
     record: dict[str, Any]
     message: Any  # the confluent_kafka.Message it came from, for dead-lettering
+    # Made ahead of the transaction, on the thread that decodes (see
+    # consumer.transaction.BatchWriter.prepare): its COPY line for alarm_events,
+    # and, for an event that may start a cycle, what its downstream messages
+    # share whatever the cycle's id.
+    copy_line: str | None = None
+    cycle_prelude: Any = None
 
 
 @dataclass(slots=True)

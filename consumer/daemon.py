@@ -8,20 +8,24 @@ For every batch, in this order:
 4. mark them published;
 5. commit the batch's offsets, for partitions still assigned.
 
-Steps 3 to 5 of one batch overlap the next batch's steps 1 and 2: the rows of
-batch k are handed to the producer once k's transaction has committed, and
-librdkafka delivers them while batch k+1 is consumed and decoded. Before k+1's
-transaction the daemon waits for k's acknowledgements; k+1's transaction marks
-k's rows published; then k's offsets are committed. So for every batch the order
-above still holds: its rows are published only after its transaction commits,
-marked only once the broker has them, and its offsets committed only after
-that. When no batch follows (the topic is drained, a sweep is due, or the
-daemon stops), the batch in flight is finished on its own.
+Batches overlap, without changing that order for any of them. The transaction
+of batch k runs on writer threads while the main thread consumes and decodes
+batch k+1, so PostgreSQL's share of the work and Python's run at once. Each of
+the ALARMD_WRITER_THREADS writers has its own connection and its own share of
+the partitions (partition p goes to writer p mod n), so a partition's batches
+are still written one after another, in order, and n transactions of one batch
+can run side by side. A writer hands its rows to the producer as soon as its
+transaction has committed. Batch k+1's transactions also mark published the
+rows of batch k-1, whose acknowledgements had all of batch k's turn to arrive;
+once they commit, k-1's offsets are committed. So a batch's rows are published only after its transaction commits,
+marked only once the broker has them, and its offsets committed only after the
+mark. When no batch follows (the topic is drained, a sweep is due, or the
+daemon stops), the batches in flight are finished on their own.
 
 A crash anywhere leaves each batch either uncommitted in PostgreSQL
 (redelivered, written once) or committed with outbox rows still to publish or to
 mark (the sweep sends them, again under the same event ids). Transient failures
-pause consumption and retry each step on its own.
+pause consumption and retry each step on its own, on the main thread.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +62,10 @@ from schemas.decoding import Decoder
 log = logs.get(__name__)
 
 SWEEP_BATCH_ROWS = 1000
+# How often a thread holding the GIL hands it over (Python's default: 5 ms).
+# The main thread decodes while the writers wait on PostgreSQL; each answer
+# would otherwise wait up to the default for the GIL, several times a batch.
+GIL_SWITCH_INTERVAL_S = 0.001
 # Past the shutdown deadline the process is ended outright, this much later.
 WATCHDOG_GRACE_S = 5.0
 
@@ -99,8 +109,15 @@ class Daemon:
         self._fatal = False
         self._stop_deadline = float("inf")
         self._next_sweep = 0.0
-        # The batch whose rows are being delivered while the next one is read.
-        self._in_flight: _InFlight | None = None
+        # The batch whose transactions run on the writer threads, and the batches
+        # before it whose rows are being delivered, oldest first.
+        self._writing: _Writing | None = None
+        self._in_flight: list[_InFlight] = []
+        # One thread each, so each runs its transactions in the order given.
+        self._writer_threads = [
+            ThreadPoolExecutor(1, thread_name_prefix=f"alarmd-writer-{n}")
+            for n in range(settings.writer_threads)
+        ]
         self._retry = self._member.pausing_retry(
             settings.retry_initial_s,
             settings.retry_max_s,
@@ -135,6 +152,7 @@ class Daemon:
     def run(self, exit_when_idle_s: float | None = None) -> int:
         """Consumes until stopped (or idle for `exit_when_idle_s`); returns the
         process exit code."""
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self._member.subscribe(
             [self._settings.input_topic],
             on_assigned=self._on_assigned,
@@ -154,7 +172,8 @@ class Daemon:
                     self._last_activity = time.monotonic()
                 else:
                     self._settle()
-                    self._retry("commit", self._member.commit_owed)
+                    if self._member.owes_commit:
+                        self._retry("commit", self._member.commit_owed)
                 self._sweep_when_due()
                 if exit_when_idle_s is not None and self._idle_for(
                     time.monotonic() - self._last_activity, exit_when_idle_s
@@ -175,6 +194,10 @@ class Daemon:
         return 1 if self._fatal else exit_code
 
     def _close(self) -> None:
+        # A transaction still running here (past a shutdown deadline) is left to
+        # the watchdog; its batch was never committed, so it is redelivered.
+        for writer in self._writer_threads:
+            writer.shutdown(wait=False)
         self._member.close()
         left = max(self._stop_deadline - time.monotonic(), 1.0)
         queued = self._publisher.close(min(left, self._settings.shutdown_deadline_s))
@@ -195,49 +218,92 @@ class Daemon:
 
         enter = self._health.enter  # the stall watcher names the stage in hand
         enter("decode", messages)
+        # While the writer threads run the previous batch's transactions.
         batch = self._retry("decode", lambda: decode_batch(messages, self._decode))
+        self._writer.prepare(batch)
         if self._limit.holds(messages, batch):
             # Nothing of this batch is written or committed; a restart with the
-            # fix in place consumes it again. The batch before it is finished.
+            # fix in place consumes it again. The batches before it are finished.
             self._settle()
             self._member.set_paused(True)
             return
 
-        previous, self._in_flight = self._in_flight, None
+        marked = self._collect_write()
+        # Every batch in flight but the one just collected has had a whole turn
+        # for its acknowledgements; this batch's transactions mark its rows.
+        marks, self._in_flight = self._in_flight[:-1], self._in_flight[-1:]
         published: list[int] = []
-        if previous:
+        for previous in marks:
             enter("publish", previous.messages)
-            published = self._retry("publish", previous.publish)
-        enter("write", messages)
-        result = self._retry("database", lambda: self._write(batch, published))
-        if previous:
-            enter("commit", previous.messages)
-            self._commit(previous)
+            published += self._retry("publish", previous.publish)
+        writers = len(self._writer_threads)
+        parts = [
+            _Part(thread, part, published[n::writers], self._write_and_send)
+            for n, (thread, part) in enumerate(
+                zip(self._writer_threads, _by_writer(batch, writers), strict=True)
+            )
+            if part.events or part.rejected or published[n::writers]
+        ]
+        self._writing = _Writing(parts, marks, messages, started,
+                                 next_offsets(messages))  # fmt: skip
+        # Offsets last: the writers need not wait for the broker's answer.
+        self._commit_all(marked)
 
-        self._in_flight = _InFlight(
-            _Remaining(self._publisher, result.outbox_rows, send=True),
-            result, messages, started, next_offsets(messages),
-        )  # fmt: skip
-        self._retry.resume_if_paused()
+    def _collect_write(self) -> list[_InFlight]:
+        """Waits for the transactions on the writer threads (retrying here any
+        that failed) and keeps their batch in flight, the writers having sent its
+        rows already; returns the batches those transactions marked, whose
+        offsets are now due."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return []
+        self._health.enter("write", writing.messages)
+        written = self._retry("database", writing.results)
+        result = WriteResult()
+        for part, _ in written:
+            result.add(part)
+        publish = _Remaining(self._publisher, result.outbox_rows,
+                             sent=[delivery for _, delivery in written])  # fmt: skip
+        self._in_flight.append(
+            _InFlight(
+                publish, result, writing.messages, writing.started, writing.offsets
+            )
+        )
+        return writing.marks
 
     def _settle(self) -> None:
-        """Finishes the batch in flight, if any: waits for its acknowledgements,
-        marks its rows published and commits its offsets."""
-        batch, self._in_flight = self._in_flight, None
-        if batch is None:
+        """Finishes the batches in flight, if any: waits for their
+        acknowledgements, marks their rows published and commits their offsets."""
+        self._commit_all(self._collect_write())
+        batches, self._in_flight = self._in_flight, []
+        if not batches:
             return
-        self._health.enter("publish", batch.messages)
-        published = self._retry("publish", batch.publish)
-        self._health.enter("mark", batch.messages)
+        published: list[int] = []
+        for batch in batches:
+            self._health.enter("publish", batch.messages)
+            published += self._retry("publish", batch.publish)
+        self._health.enter("mark", batches[-1].messages)
         self._retry("database", lambda: self._mark_published(published))
-        self._health.enter("commit", batch.messages)
-        self._commit(batch)
+        self._commit_all(batches)
+
+    def _commit_all(self, batches: list[_InFlight]) -> None:
+        for batch in batches:
+            self._health.enter("commit", batch.messages)
+            self._commit(batch)
+        self._retry.resume_if_paused()
 
     def _commit(self, batch: _InFlight) -> None:
         self._retry("commit", lambda: self._member.commit(batch.offsets))
         self._retry.resume_if_paused()
         self._account(batch.result, len(batch.messages),
                       time.monotonic() - batch.started, batch.offsets)  # fmt: skip
+
+    def _write_and_send(
+        self, batch: Batch, published: list[int]
+    ) -> tuple[WriteResult, Delivery]:
+        """The batch's transaction, then its rows handed to the producer."""
+        result = self._write(batch, published)
+        return result, self._publisher.send(result.outbox_rows)
 
     def _write(self, batch: Batch, published: list[int]) -> WriteResult:
         # Partitions revoked while retrying are someone else's now: drop them.
@@ -247,9 +313,7 @@ class Daemon:
             duplicates_in_batch=batch.duplicates_in_batch,
         )
         with self._database(commit=True) as conn:
-            with conn.cursor() as cur:
-                outbox.mark_published(cur, published)
-            return self._writer.write(conn, current)
+            return self._writer.write(conn, current, published)
 
     def _mark_published(self, ids: list[int]) -> None:
         with self._database(commit=True) as conn, conn.cursor() as cur:
@@ -381,27 +445,84 @@ def _downstream(settings: Settings):
 
 class _Remaining:
     """Publishing a batch's rows as a retryable step: the first attempt waits
-    for the rows sent when the step was made (with `send`), and rows a failed
-    attempt did deliver are not sent again by the next."""
+    for the deliveries `sent` when the step was made (each writer sends its own
+    rows), or sends the rows itself; and rows a failed attempt did deliver are
+    not sent again by the next."""
 
     def __init__(
-        self, publisher: OutboxPublisher, rows: list[OutboxRow], send: bool = False
+        self,
+        publisher: OutboxPublisher,
+        rows: list[OutboxRow],
+        sent: list[Delivery] | None = None,
     ) -> None:
         self._publisher = publisher
         self._rows = rows
         self._delivered: list[int] = []
-        self._sent: Delivery | None = publisher.send(rows) if send else None
+        self._sent = sent
 
     def __call__(self) -> list[int]:
         sent, self._sent = self._sent, None
-        try:
-            self._delivered += (sent or self._publisher.send(self._rows)).wait()
-        except PublishIncomplete as exc:
-            self._delivered += exc.delivered
-            done = set(exc.delivered)
+        failure: PublishIncomplete | None = None
+        for delivery in (
+            sent if sent is not None else [self._publisher.send(self._rows)]
+        ):
+            try:
+                self._delivered += delivery.wait()
+            except PublishIncomplete as exc:
+                self._delivered += exc.delivered
+                failure = failure or exc
+        if failure is not None:
+            done = set(self._delivered)
             self._rows = [row for row in self._rows if row.id not in done]
-            raise
+            raise failure
         return self._delivered
+
+
+def _by_writer(batch: Batch, writers: int) -> list[Batch]:
+    """The batch split by partition, partition p to part p mod `writers`."""
+    parts = [Batch() for _ in range(writers)]
+    for event in batch.events:
+        parts[event.coordinates.partition % writers].events.append(event)
+    for rejected in batch.rejected:
+        parts[rejected.coordinates.partition % writers].rejected.append(rejected)
+    parts[0].duplicates_in_batch = batch.duplicates_in_batch
+    return parts
+
+
+class _Part:
+    """One writer's share of a batch, handed to its thread. `result` returns
+    what its transaction returned, or raises what it raised; called again
+    after a failure, it runs the transaction again on the calling thread."""
+
+    def __init__(self, thread: ThreadPoolExecutor, batch: Batch,
+                 published: list[int], write) -> None:  # fmt: skip
+        self._future: Future | None = thread.submit(write, batch, published)
+        self._again = lambda: write(batch, published)
+        self._result: tuple[WriteResult, Delivery] | None = None
+
+    def result(self) -> tuple[WriteResult, Delivery]:
+        if self._result is None:
+            future, self._future = self._future, None
+            self._result = future.result() if future is not None else self._again()
+        return self._result
+
+
+class _Writing:
+    """A batch whose transactions were handed to the writer threads; `marks` are
+    the earlier batches whose rows they mark published."""
+
+    def __init__(self, parts: list[_Part], marks: list[_InFlight],
+                 messages: list[Any], started: float,
+                 offsets: dict[tuple[str, int], int]) -> None:  # fmt: skip
+        self._parts = parts
+        self.marks = marks
+        self.messages = messages
+        self.started = started
+        self.offsets = offsets
+
+    def results(self) -> list[tuple[WriteResult, Delivery]]:
+        """Every part's result; a retry runs only the parts that failed."""
+        return [part.result() for part in self._parts]
 
 
 @dataclass

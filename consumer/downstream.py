@@ -27,6 +27,16 @@ def downstream_event_id(kind: str, subject: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{kind}/{subject}"))
 
 
+@dataclass(frozen=True, slots=True)
+class CyclePrelude:
+    """What a cycle's two messages share, known before the cycle's id is: their
+    event ids and the alarm, encoded once."""
+
+    predictive_id: str
+    iac1_id: str
+    alarm: bytes
+
+
 @dataclass(frozen=True)
 class DownstreamTopics:
     predictive: str
@@ -49,17 +59,29 @@ class DownstreamWriter:
     def wants_email(self, record: dict[str, Any]) -> bool:
         return record["alarmText"] in self._email_types
 
+    def cycle_prelude(self, record: dict[str, Any]) -> CyclePrelude:
+        token = record["iactoken"]
+        return CyclePrelude(
+            downstream_event_id("predictive", token),
+            downstream_event_id("iac1", token),
+            schemaless(self._alarm, record),
+        )
+
     def for_cycle(
         self,
         record: dict[str, Any],
         alarm_event_id: str,
         cycle_id: int,
         started_at: datetime,
+        prelude: CyclePrelude | None = None,
     ) -> list[OutboxMessage]:
-        """The predictive request and the iAC1 document of a cycle just started."""
+        """The predictive request and the iAC1 document of a cycle just started;
+        `prelude` is `cycle_prelude(record)`, when it was made beforehand."""
         token = record["iactoken"]
-        predictive_id = downstream_event_id("predictive", token)
-        iac1_id = downstream_event_id("iac1", token)
+        prelude = prelude or self.cycle_prelude(record)
+        predictive_id, iac1_id, alarm = (
+            prelude.predictive_id, prelude.iac1_id, prelude.alarm
+        )  # fmt: skip
         predictive = {
             "eventId": predictive_id,
             "iactoken": token,
@@ -76,7 +98,6 @@ class DownstreamWriter:
             "alarmEventId": alarm_event_id,
             "alarm": record,
         }
-        alarm = schemaless(self._alarm, record)
         return [
             _message(self._topics.predictive, predictive_id, token, self._predictive(predictive, alarm)),
             _message(self._topics.iac1, iac1_id, token, self._iac1(iac1, alarm)),

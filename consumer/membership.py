@@ -215,6 +215,11 @@ class GroupMember:
                 raise TransientError("commit", error.str()) from exc
             raise
 
+    @property
+    def owes_commit(self) -> bool:
+        """True when a rebalance refused offsets that `commit_owed` would make."""
+        return bool(self._owed)
+
     def commit_owed(self) -> None:
         """Commits offsets a rebalance refused, for partitions still assigned."""
         if self._owed:

@@ -38,14 +38,45 @@ class WriteResult:
     dead_lettered: list[Rejected] = field(default_factory=list)
     outbox_rows: list[OutboxRow] = field(default_factory=list)
 
+    def add(self, other: WriteResult) -> None:
+        """Counts `other` in: another part of the same batch."""
+        self.events_stored += other.events_stored
+        self.duplicates += other.duplicates
+        self.cycles_started += other.cycles_started
+        self.dead_lettered += other.dead_lettered
+        self.outbox_rows += other.outbox_rows
+
 
 class BatchWriter:
     def __init__(self, downstream: DownstreamWriter, dead_letter_topic: str) -> None:
         self._downstream = downstream
         self._dead_letter_topic = dead_letter_topic
 
-    def write(self, conn: psycopg2.extensions.connection, batch: Batch) -> WriteResult:
-        """Writes the batch in the caller's open transaction.
+    def prepare(self, batch: Batch) -> None:
+        """Does ahead what `write` needs of each event and can know before the
+        database answers: its COPY line, and for the first in-scope final event
+        of each iactoken, what its cycle's messages share. Saves `write` (and the
+        transaction it runs in) that time; `write` makes what is missing."""
+        candidates: set[str] = set()
+        for event in batch.events:
+            event.copy_line = events.copy_line(event)
+            record = event.record
+            if (
+                record["scope"] == SCOPE_IN
+                and record["final"]
+                and record["iactoken"] not in candidates
+            ):
+                candidates.add(record["iactoken"])
+                event.cycle_prelude = self._downstream.cycle_prelude(record)
+
+    def write(
+        self,
+        conn: psycopg2.extensions.connection,
+        batch: Batch,
+        published: list[int] | None = None,
+    ) -> WriteResult:
+        """Writes the batch in the caller's open transaction, after marking the
+        outbox rows `published` (of earlier batches) published.
 
         A row the database itself refuses (SQLSTATE class 22, 23 or 54) would
         abort the whole statement; then each event is written again under its own
@@ -53,7 +84,8 @@ class BatchWriter:
         event never costs the rest of its batch.
         """
         with conn.cursor() as cur:
-            cur.execute("SAVEPOINT batch")
+            # One round trip for both.
+            outbox.mark_published(cur, published or [], then="SAVEPOINT batch")
             try:
                 result = self._write(cur, batch.events, batch.rejected)
             except psycopg2.Error as exc:
@@ -77,13 +109,8 @@ class BatchWriter:
                 cur.execute("ROLLBACK TO SAVEPOINT one_event")
                 refused.append(_refused(event, exc))
                 continue
-            total.events_stored += one.events_stored
-            total.duplicates += one.duplicates
-            total.cycles_started += one.cycles_started
-            total.outbox_rows += one.outbox_rows
-        rest = self._write(cur, [], [*batch.rejected, *refused])
-        total.dead_lettered = rest.dead_lettered
-        total.outbox_rows += rest.outbox_rows
+            total.add(one)
+        total.add(self._write(cur, [], [*batch.rejected, *refused]))
         return total
 
     def _write(
@@ -109,7 +136,7 @@ class BatchWriter:
         for token, (cycle_id, started_at) in started.items():
             event = first_final[token]
             messages += self._downstream.for_cycle(
-                event.record, event.event_id, cycle_id, started_at
+                event.record, event.event_id, cycle_id, started_at, event.cycle_prelude
             )
         for event in new_events:
             if self._downstream.wants_email(event.record):

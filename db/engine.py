@@ -18,8 +18,13 @@ CONNECT_TIMEOUT_S = 5
 def make_engine(settings: Settings) -> Engine:
     return create_engine(
         settings.database_url.get_secret_value(),
-        pool_pre_ping=True,
-        pool_size=2,
+        # No ping per checkout: it cost a round trip per batch. A connection the
+        # server dropped fails its first statement, is invalidated, and the
+        # retry that follows connects afresh (db.connection).
+        pool_pre_ping=False,
+        # A connection per writer thread, one for marks, sweeps and the
+        # readiness probe, and room for a retry beside them.
+        pool_size=settings.writer_threads + 1,
         max_overflow=2,
         hide_parameters=True,
         connect_args={

@@ -34,7 +34,10 @@ def insert_events(cur: Cursor, events: list[DecodedEvent]) -> dict[str, int]:
     if not events:
         return {}
     staging.create(cur, _EVENT_STAGING, "alarm_events", _EVENT_COLUMNS)
-    staging.copy(cur, _EVENT_STAGING, _EVENT_COLUMNS, map(_event_row, events))
+    staging.copy_lines(
+        cur, _EVENT_STAGING, _EVENT_COLUMNS,
+        [e.copy_line if e.copy_line is not None else copy_line(e) for e in events],
+    )  # fmt: skip
     cur.execute(
         staging.insert_sql(
             _EVENT_STAGING, "alarm_events", _EVENT_COLUMNS,
@@ -42,6 +45,11 @@ def insert_events(cur: Cursor, events: list[DecodedEvent]) -> dict[str, int]:
         )
     )  # fmt: skip
     return dict(cur.fetchall())
+
+
+def copy_line(event: DecodedEvent) -> str:
+    """The event's row of alarm_events as one line of COPY text."""
+    return staging.copy_line(_event_row(event))
 
 
 def _event_row(event: DecodedEvent) -> tuple:

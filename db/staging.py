@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
@@ -38,9 +39,14 @@ def copy(
     cur: Cursor, staging: str, columns: str, rows: Iterable[Sequence[Any]]
 ) -> None:
     """COPYs the rows into the staging table, in one round trip."""
+    copy_lines(cur, staging, columns, map(copy_line, rows))
+
+
+def copy_lines(cur: Cursor, staging: str, columns: str, lines: Iterable[str]) -> None:
+    """COPYs lines made by `copy_line` into the staging table, in one round trip."""
     cur.copy_expert(
         f"COPY {staging} ({columns}) FROM STDIN",
-        io.StringIO(copy_text(rows)),
+        io.StringIO("".join(lines)),
         size=COPY_CHUNK_BYTES,
     )
 
@@ -54,9 +60,26 @@ def insert_sql(staging: str, table: str, columns: str, tail: str) -> str:
     )
 
 
-def copy_text(rows: Iterable[Sequence[Any]]) -> str:
-    """The rows in COPY's text format, one line each."""
-    return "".join("\t".join(map(_field, row)) + "\n" for row in rows)
+def copy_line(row: Sequence[Any]) -> str:
+    """One row in COPY's text format, with its newline.
+
+    Most rows hold nothing to escape and no NULL or bytes: for those, each
+    value's str() is its COPY text, and one pass over the joined line shows
+    whether that is so. Any other row is written value by value."""
+    line = "\t".join(map(str, row))
+    if (
+        "\\" in line
+        or "\n" in line
+        or "\r" in line
+        or line.count("\t") != len(row) - 1
+        or not _PLAIN_TYPES.issuperset(map(type, row))
+    ):
+        return "\t".join(map(_field, row)) + "\n"
+    return line + "\n"
+
+
+# Types whose str() is their COPY text, when it holds nothing to escape.
+_PLAIN_TYPES = frozenset({str, int, bool, float, datetime})
 
 
 def _field(value: Any) -> str:

@@ -9,6 +9,7 @@ exactly the rows the broker has and sends only the others again.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -43,13 +44,17 @@ class Delivery:
     """The rows of one `OutboxPublisher.send`, on their way to the broker.
 
     librdkafka's own threads deliver them while the caller goes on; `wait`
-    collects the acknowledgements.
+    collects the acknowledgements. The rows may be sent from one thread and
+    waited for from another, while a third batch's rows are being sent: the
+    counts are kept under a lock, since acknowledgements are served on whichever
+    thread polls the producer.
     """
 
-    def __init__(self, producer: Producer, deadline: float) -> None:
+    def __init__(self, producer: Producer, deadline: float, rows: int) -> None:
         self._producer = producer
         self._deadline = deadline
-        self.pending = 0
+        self._lock = threading.Lock()
+        self.pending = rows
         self._delivered: list[int] = []
         self._failures: list[KafkaError] = []
         self._per_topic: Counter[str] = Counter()
@@ -57,12 +62,13 @@ class Delivery:
     def on_delivery(
         self, row_id: int, topic: str, err: KafkaError | None, _msg
     ) -> None:
-        self.pending -= 1
-        if err is None:
-            self._delivered.append(row_id)
-            self._per_topic[topic] += 1
-        else:
-            self._failures.append(err)
+        with self._lock:
+            self.pending -= 1
+            if err is None:
+                self._delivered.append(row_id)
+                self._per_topic[topic] += 1
+            else:
+                self._failures.append(err)
 
     def wait(self) -> list[int]:
         """Blocks until the broker has acknowledged every row; returns their ids.
@@ -71,8 +77,10 @@ class Delivery:
         timeout: those rows stay unpublished and may be sent again, and the
         exception lists the ids that were delivered.
         """
-        while self.pending and time.monotonic() < self._deadline:
-            self._producer.flush(FLUSH_SLICE_S)
+        # Polling serves acknowledgements as they come; flushing would also wait
+        # for rows sent after these, by the next batch.
+        while self.pending and (left := self._deadline - time.monotonic()) > 0:
+            self._producer.poll(min(left, FLUSH_SLICE_S))
         for topic, count in self._per_topic.items():
             metrics.PUBLISHED.labels(topic=topic).inc(count)
         self._per_topic.clear()
@@ -110,12 +118,14 @@ class OutboxPublisher:
     def send(self, rows: Iterable[OutboxRow]) -> Delivery:
         """Hands the rows to the producer and returns without waiting for the
         broker, unless the producer's local queue is full."""
+        rows = list(rows)
         delivery = Delivery(
-            self._producer, time.monotonic() + self._timeout_s + FLUSH_SLICE_S
+            self._producer,
+            time.monotonic() + self._timeout_s + FLUSH_SLICE_S,
+            len(rows),
         )
         for row in rows:
             message = row.message
-            delivery.pending += 1
             self._produce(
                 topic=message.topic,
                 key=message.key,

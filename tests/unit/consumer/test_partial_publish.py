@@ -53,10 +53,11 @@ def test_a_retry_publishes_only_the_rows_not_yet_delivered():
 
 
 def test_rows_sent_ahead_are_waited_for_not_sent_again():
-    """A step made with send=True hands the rows over at once; its first attempt
-    waits for that send instead of sending a second time."""
+    """A step made with the rows already sent (by the writer) waits for that send
+    on its first attempt instead of sending a second time."""
     publisher = HalfDeliveringPublisher()
-    step = _Remaining(publisher, [_row(i) for i in range(1, 5)], send=True)
+    rows = [_row(i) for i in range(1, 5)]
+    step = _Remaining(publisher, rows, sent=[publisher.send(rows)])
     sent_before_any_attempt = list(publisher.calls)
 
     with pytest.raises(PublishIncomplete):
@@ -65,4 +66,22 @@ def test_rows_sent_ahead_are_waited_for_not_sent_again():
 
     assert sent_before_any_attempt == [[1, 2, 3, 4]]
     assert publisher.calls == [[1, 2, 3, 4], [3, 4]]
+    assert sorted(delivered) == [1, 2, 3, 4]
+
+
+def test_rows_sent_by_several_writers_are_all_waited_for():
+    """Each writer sends its own rows: the first attempt waits for every one of
+    those sends, even after one came back incomplete, and the retry sends only
+    the row none of them delivered."""
+    publisher = HalfDeliveringPublisher()
+    first, second = [_row(1), _row(2)], [_row(3), _row(4)]
+    step = _Remaining(
+        publisher, first + second, sent=[publisher.send(first), publisher.send(second)]
+    )
+
+    with pytest.raises(PublishIncomplete):
+        step()
+    delivered = step()
+
+    assert publisher.calls == [[1, 2], [3, 4], [2]]
     assert sorted(delivered) == [1, 2, 3, 4]
