@@ -285,6 +285,7 @@ class Daemon:
         self._health.enter("mark", batches[-1].messages)
         self._retry("database", lambda: self._mark_published(published))
         self._commit_all(batches)
+        self._retry("commit", self._member.finish_commit)
 
     def _commit_all(self, batches: list[_InFlight]) -> None:
         for batch in batches:
@@ -293,7 +294,8 @@ class Daemon:
         self._retry.resume_if_paused()
 
     def _commit(self, batch: _InFlight) -> None:
-        self._retry("commit", lambda: self._member.commit(batch.offsets))
+        # The answer is taken with the next commit: a batch's turn later.
+        self._retry("commit", lambda: self._member.commit(batch.offsets, wait=False))
         self._retry.resume_if_paused()
         self._account(batch.result, len(batch.messages),
                       time.monotonic() - batch.started, batch.offsets)  # fmt: skip

@@ -7,8 +7,9 @@ poll loop's thread; the rebalance callbacks run inside `consume`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CommitTimeout
 from typing import Any
 
@@ -76,6 +77,8 @@ class GroupMember:
         self._health = health
         self._commit_timeout_s = commit_timeout_s
         self._owed: dict[tuple[str, int], int] = {}
+        # A commit handed to the committer thread, its answer not yet taken.
+        self._answer: tuple[Future, list[TopicPartition], float] | None = None
         # A synchronous commit waits for the coordinator as long as the broker
         # is away; it runs here, so the poll loop waits a bounded time and
         # retries (polling meanwhile) instead. One thread keeps commits in order.
@@ -177,26 +180,49 @@ class GroupMember:
 
     # --- offsets and closing -----------------------------------------------------
 
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+    def commit(self, offsets: dict[tuple[str, int], int], wait: bool = True) -> None:
         """Commits these next offsets synchronously, for partitions still
         assigned. Blocks, up to the commit timeout. A commit refused by a
         rebalance is kept and made with the next one, for the partitions still
         assigned. Raises TransientError when it may succeed later (no answer in
-        time included), KafkaException when it never will."""
-        # Offsets a rebalance refused earlier, for partitions this member kept.
+        time included), KafkaException when it never will.
+
+        With `wait` false it returns once the commit is handed to the committer
+        thread, and the next call (or `finish_commit`) takes the answer first,
+        raising what this one would have. Commits are made one at a time, in
+        order."""
+        self.finish_commit()
+        # Offsets a rebalance refused earlier, for partitions this member kept,
+        # and offsets whose commit failed.
         owed = {tp: o for tp, o in self._owed.items() if tp in self.assigned}
         self._owed = {}
         partitions = to_commit({**owed, **offsets}, self.assigned)
         if not partitions:
             return
-        pending = self._committer.submit(
-            self._consumer.commit, offsets=partitions, asynchronous=False
+        self._answer = (
+            self._committer.submit(
+                self._consumer.commit, offsets=partitions, asynchronous=False
+            ),
+            partitions,
+            time.monotonic() + self._commit_timeout_s,
         )
+        if wait:
+            self.finish_commit()
+
+    def finish_commit(self) -> None:
+        """Takes the answer to a commit made without waiting, if one is due;
+        raises as `commit` does. The offsets of a commit that failed are made
+        again with the next one."""
+        if self._answer is None:
+            return
+        pending, partitions, deadline = self._answer
+        self._answer = None
         try:
-            pending.result(timeout=self._commit_timeout_s)
+            pending.result(timeout=max(deadline - time.monotonic(), 0.0))
         except CommitTimeout:
             # Committing the same offsets again is harmless; a commit that
             # lands late for partitions since reassigned is fenced by the group.
+            self._keep(partitions)
             raise TransientError(
                 "commit",
                 "the group coordinator did not answer within "
@@ -208,20 +234,28 @@ class GroupMember:
                 # The member may keep these partitions through the rebalance
                 # (an incremental one usually does): they are committed with
                 # the next commit, or by commit_owed when no batch follows.
-                self._owed = {(tp.topic, tp.partition): tp.offset for tp in partitions}
+                self._keep(partitions)
                 log.warning("commit_deferred_by_rebalance", error=error.str())
                 return
             if error.retriable() or not error.fatal():
+                self._keep(partitions)
                 raise TransientError("commit", error.str()) from exc
             raise
 
+    def _keep(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._owed[(tp.topic, tp.partition)] = tp.offset
+
     @property
     def owes_commit(self) -> bool:
-        """True when a rebalance refused offsets that `commit_owed` would make."""
-        return bool(self._owed)
+        """True when offsets a rebalance refused, or a commit made without
+        waiting, still have to be committed or answered."""
+        return bool(self._owed) or self._answer is not None
 
     def commit_owed(self) -> None:
-        """Commits offsets a rebalance refused, for partitions still assigned."""
+        """Commits offsets a rebalance refused, for partitions still assigned,
+        and waits for the answer to any commit made without waiting."""
+        self.finish_commit()
         if self._owed:
             self.commit({})
 

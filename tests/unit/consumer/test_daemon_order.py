@@ -37,7 +37,10 @@ class RecordingMember:
     def owns(self, topic: str, partition: int) -> bool:
         return True
 
-    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+    def finish_commit(self) -> None:
+        pass
+
+    def commit(self, offsets: dict[tuple[str, int], int], wait: bool = True) -> None:
         if ("alarms", 0) in offsets:
             self._log.append(("offsets", offsets[("alarms", 0)]))
         if ("alarms", 1) in offsets:
