@@ -59,12 +59,16 @@ class DownstreamWriter:
     def wants_email(self, record: dict[str, Any]) -> bool:
         return record["alarmText"] in self._email_types
 
-    def cycle_prelude(self, record: dict[str, Any]) -> CyclePrelude:
+    def cycle_prelude(
+        self, record: dict[str, Any], encoded: bytes | None = None
+    ) -> CyclePrelude:
+        """`encoded` is the record's Avro body under our AlarmEvent schema,
+        when the message brought it (`schemas.decoding.own_body`)."""
         token = record["iactoken"]
         return CyclePrelude(
             downstream_event_id("predictive", token),
             downstream_event_id("iac1", token),
-            schemaless(self._alarm, record),
+            encoded if encoded is not None else schemaless(self._alarm, record),
         )
 
     def for_cycle(

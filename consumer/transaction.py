@@ -26,6 +26,7 @@ from consumer.downstream import DownstreamWriter
 from db import events, outbox
 from db.engine import is_row_refusal
 from db.outbox import OutboxMessage, OutboxRow
+from schemas.decoding import own_body
 
 SCOPE_IN = "In"
 
@@ -55,8 +56,10 @@ class BatchWriter:
     def prepare(self, batch: Batch) -> None:
         """Does ahead what `write` needs of each event and can know before the
         database answers: its COPY line, and for the first in-scope final event
-        of each iactoken, what its cycle's messages share. Saves `write` (and the
-        transaction it runs in) that time; `write` makes what is missing."""
+        of each iactoken, what its cycle's messages share (the alarm's encoding
+        taken from the message itself, when it carries our current schema).
+        Saves `write` (and the transaction it runs in) that time; `write` makes
+        what is missing."""
         candidates: set[str] = set()
         for event in batch.events:
             event.copy_line = events.copy_line(event)
@@ -67,7 +70,9 @@ class BatchWriter:
                 and record["iactoken"] not in candidates
             ):
                 candidates.add(record["iactoken"])
-                event.cycle_prelude = self._downstream.cycle_prelude(record)
+                event.cycle_prelude = self._downstream.cycle_prelude(
+                    record, own_body(event.message.value())
+                )
 
     def write(
         self,

@@ -180,6 +180,22 @@ def _require_value(value: bytes | None, max_bytes: int) -> bytes:
     return value
 
 
+def own_body(value: bytes | None) -> bytes | None:
+    """The Avro body of a value single-object encoded with alarmd's current
+    AlarmEvent schema, or None for any other framing or writer schema.
+
+    Once such a value has decoded (`SingleObjectDecoder` reads it without
+    resolution, to its last byte), its body is the record's encoding under our
+    schema, so a downstream message can carry it as its alarm field without
+    encoding the record again."""
+    if value is not None and value[:SINGLE_OBJECT_HEADER_BYTES] == _OWN_HEADER:
+        return value[SINGLE_OBJECT_HEADER_BYTES:]
+    return None
+
+
+_OWN_HEADER = schemas.load(schemas.ALARM_EVENT).header
+
+
 class SingleObjectDecoder:
     """Avro single-object encoding; writer schemas are ours, found by fingerprint."""
 
