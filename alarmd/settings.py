@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         description="Largest message value stored as an alarm event; a larger one "
         "is dead-lettered as oversized_value, with its size.",
     )
-    batch_max_messages: int = Field(500, ge=1, le=100_000)
+    batch_max_messages: int = Field(1000, ge=1, le=100_000)
     writer_threads: int = Field(
         2,
         ge=1,

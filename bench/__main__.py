@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from alarmd.settings import Settings
 from bench import backlog, ceiling, daemon, latency, old_way, persistence, quix, report
 from bench.data import replay
 from bench.database import Database
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUNNERS = {"A": ceiling.run, "B": old_way.run, "C": daemon.run, "D": persistence.run,
            "E": quix.run}  # fmt: skip
 # The daemon's own default (ALARMD_BATCH_MAX_MESSAGES); every batching variant uses it.
-BATCH_MAX_MESSAGES = 500
+BATCH_MAX_MESSAGES = Settings.model_fields["batch_max_messages"].default
 LATENCY_LOAD = 0.5
 DEFAULT_EMAIL_TYPES = '["BCF FAULTY","WCDMA BASE STATION OUT OF USE","Mains Input Out of Range","GSM Cell out of Service"]'
 

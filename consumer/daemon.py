@@ -37,9 +37,11 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -66,6 +68,12 @@ SWEEP_BATCH_ROWS = 1000
 # The main thread decodes while the writers wait on PostgreSQL; each answer
 # would otherwise wait up to the default for the GIL, several times a batch.
 GIL_SWITCH_INTERVAL_S = 0.001
+# Batches handed to the writers and not yet collected: the main thread decodes
+# this far ahead of them.
+WRITE_AHEAD = 2
+# Batches written whose rows may wait for their acknowledgements; past this,
+# the oldest is waited for.
+IN_FLIGHT = 3
 # Past the shutdown deadline the process is ended outright, this much later.
 WATCHDOG_GRACE_S = 5.0
 
@@ -111,13 +119,14 @@ class Daemon:
         self._next_sweep = 0.0
         # The batch whose transactions run on the writer threads, and the batches
         # before it whose rows are being delivered, oldest first.
-        self._writing: _Writing | None = None
+        self._writing: deque[_Writing] = deque()
         self._in_flight: list[_InFlight] = []
         # One thread each, so each runs its transactions in the order given.
         self._writer_threads = [
             ThreadPoolExecutor(1, thread_name_prefix=f"alarmd-writer-{n}")
             for n in range(settings.writer_threads)
         ]
+        self._writer_failed = [False] * settings.writer_threads
         self._retry = self._member.pausing_retry(
             settings.retry_initial_s,
             settings.retry_max_s,
@@ -228,53 +237,84 @@ class Daemon:
             self._member.set_paused(True)
             return
 
-        marked = self._collect_write()
-        # Every batch in flight but the one just collected has had a whole turn
-        # for its acknowledgements; this batch's transactions mark its rows.
-        marks, self._in_flight = self._in_flight[:-1], self._in_flight[-1:]
+        # Written batches whose transactions have finished are collected; the
+        # main thread waits for the oldest only when WRITE_AHEAD are queued.
+        marked: list[_InFlight] = []
+        while self._writing and (
+            len(self._writing) >= WRITE_AHEAD or self._writing[0].done()
+        ):
+            marked += self._collect_write()
+        # The oldest batches in flight whose acknowledgements are all in, in
+        # order (a later batch's offsets are never committed before an earlier
+        # one's): this batch's transactions mark their rows.
+        self._publisher.serve()
+        ready = 0
+        while ready < len(self._in_flight) and (
+            self._in_flight[ready].publish.ready()
+            or len(self._in_flight) - ready > IN_FLIGHT
+        ):
+            ready += 1
+        marks, self._in_flight = self._in_flight[:ready], self._in_flight[ready:]
         published: list[int] = []
         for previous in marks:
             enter("publish", previous.messages)
             published += self._retry("publish", previous.publish)
         writers = len(self._writer_threads)
         parts = [
-            _Part(thread, part, published[n::writers], self._write_and_send)
+            _Part(
+                thread,
+                part,
+                published[n::writers],
+                partial(self._run_part, n),
+                again=self._write_and_send,
+            )  # fmt: skip
             for n, (thread, part) in enumerate(
                 zip(self._writer_threads, _by_writer(batch, writers), strict=True)
             )
             if part.events or part.rejected or published[n::writers]
         ]
-        self._writing = _Writing(parts, marks, messages, started,
-                                 next_offsets(messages))  # fmt: skip
+        self._writing.append(_Writing(parts, marks, messages, started,
+                                      next_offsets(messages)))  # fmt: skip
         # Offsets last: the writers need not wait for the broker's answer.
         self._commit_all(marked)
 
     def _collect_write(self) -> list[_InFlight]:
-        """Waits for the transactions on the writer threads (retrying here any
-        that failed) and keeps their batch in flight, the writers having sent its
-        rows already; returns the batches those transactions marked, whose
-        offsets are now due."""
-        writing, self._writing = self._writing, None
-        if writing is None:
+        """Waits for the oldest batch's transactions on the writer threads
+        (running here any that failed) and keeps the batch in flight, the
+        writers having sent its rows already; returns the batches those
+        transactions marked, whose offsets are now due.
+
+        After a failure the writer refuses what it has queued (`_run_part`), so
+        every batch queued is written here, in order, before it takes more."""
+        if not self._writing:
             return []
-        self._health.enter("write", writing.messages)
-        written = self._retry("database", writing.results)
-        result = WriteResult()
-        for part, _ in written:
-            result.add(part)
-        publish = _Remaining(self._publisher, result.outbox_rows,
-                             sent=[delivery for _, delivery in written])  # fmt: skip
-        self._in_flight.append(
-            _InFlight(
-                publish, result, writing.messages, writing.started, writing.offsets
+        marked: list[_InFlight] = []
+        while self._writing:
+            writing = self._writing.popleft()
+            self._health.enter("write", writing.messages)
+            written = self._retry("database", writing.results)
+            result = WriteResult()
+            for part, _ in written:
+                result.add(part)
+            publish = _Remaining(self._publisher, result.outbox_rows,
+                                 sent=[delivery for _, delivery in written])  # fmt: skip
+            self._in_flight.append(
+                _InFlight(
+                    publish, result, writing.messages, writing.started, writing.offsets
+                )
             )
-        )
-        return writing.marks
+            marked += writing.marks
+            if not any(self._writer_failed):
+                break
+        if not self._writing:
+            self._writer_failed = [False] * len(self._writer_threads)
+        return marked
 
     def _settle(self) -> None:
         """Finishes the batches in flight, if any: waits for their
         acknowledgements, marks their rows published and commits their offsets."""
-        self._commit_all(self._collect_write())
+        while self._writing:
+            self._commit_all(self._collect_write())
         batches, self._in_flight = self._in_flight, []
         if not batches:
             return
@@ -299,6 +339,21 @@ class Daemon:
         self._retry.resume_if_paused()
         self._account(batch.result, len(batch.messages),
                       time.monotonic() - batch.started, batch.offsets)  # fmt: skip
+
+    def _run_part(
+        self, writer: int, batch: Batch, published: list[int]
+    ) -> tuple[WriteResult, Delivery]:
+        """One writer's share of a batch, on its thread. Once one has failed,
+        the writer refuses those queued after it: they are written again on the
+        main thread, after the failed one, so a partition's batches are never
+        written out of order."""
+        if self._writer_failed[writer]:
+            raise TransientError("database", "an earlier batch of this writer failed")
+        try:
+            return self._write_and_send(batch, published)
+        except BaseException:
+            self._writer_failed[writer] = True
+            raise
 
     def _write_and_send(
         self, batch: Batch, published: list[int]
@@ -462,6 +517,11 @@ class _Remaining:
         self._delivered: list[int] = []
         self._sent = sent
 
+    def ready(self) -> bool:
+        """True when calling the step would not wait: every row sent has its
+        answer (the producer's callbacks served, see OutboxPublisher.serve)."""
+        return self._sent is not None and all(d.answered for d in self._sent)
+
     def __call__(self) -> list[int]:
         sent, self._sent = self._sent, None
         failure: PublishIncomplete | None = None
@@ -492,15 +552,20 @@ def _by_writer(batch: Batch, writers: int) -> list[Batch]:
 
 
 class _Part:
-    """One writer's share of a batch, handed to its thread. `result` returns
-    what its transaction returned, or raises what it raised; called again
-    after a failure, it runs the transaction again on the calling thread."""
+    """One writer's share of a batch, handed to its thread to `run`. `result`
+    returns what its transaction returned, or raises what it raised; called
+    again after a failure, it writes the share `again` on the calling thread."""
 
     def __init__(self, thread: ThreadPoolExecutor, batch: Batch,
-                 published: list[int], write) -> None:  # fmt: skip
-        self._future: Future | None = thread.submit(write, batch, published)
-        self._again = lambda: write(batch, published)
+                 published: list[int], run, again) -> None:  # fmt: skip
+        self._future: Future | None = thread.submit(run, batch, published)
+        self._again = lambda: again(batch, published)
         self._result: tuple[WriteResult, Delivery] | None = None
+
+    def done(self) -> bool:
+        return self._result is not None or (
+            self._future is not None and self._future.done()
+        )
 
     def result(self) -> tuple[WriteResult, Delivery]:
         if self._result is None:
@@ -521,6 +586,10 @@ class _Writing:
         self.messages = messages
         self.started = started
         self.offsets = offsets
+
+    def done(self) -> bool:
+        """True when every part's transaction has finished, well or not."""
+        return all(part.done() for part in self._parts)
 
     def results(self) -> list[tuple[WriteResult, Delivery]]:
         """Every part's result; a retry runs only the parts that failed."""

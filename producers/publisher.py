@@ -70,6 +70,11 @@ class Delivery:
             else:
                 self._failures.append(err)
 
+    @property
+    def answered(self) -> bool:
+        """True when the broker has answered for every row (callbacks served)."""
+        return self.pending == 0
+
     def wait(self) -> list[int]:
         """Blocks until the broker has acknowledged every row; returns their ids.
 
@@ -143,6 +148,10 @@ class OutboxPublisher:
                 return
             except BufferError:
                 self._producer.poll(FLUSH_SLICE_S)
+
+    def serve(self) -> None:
+        """Serves the delivery callbacks due, without waiting."""
+        self._producer.poll(0)
 
     def close(self, timeout_s: float) -> int:
         """Flushes what is queued; returns how many messages are still queued."""

@@ -7,11 +7,13 @@ committed only after that mark committed."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import pytest
 
 import consumer.daemon as daemon_module
+from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import load_settings
 from consumer.batch import Batch
@@ -53,6 +55,8 @@ class RecordingMember:
 
 
 class RecordingDelivery:
+    answered = True
+
     def __init__(self, log: RecordingLog, ids: list[int]) -> None:
         self._log, self._ids = log, ids
 
@@ -64,6 +68,9 @@ class RecordingDelivery:
 class RecordingPublisher:
     def __init__(self, log: RecordingLog) -> None:
         self._log = log
+
+    def serve(self) -> None:
+        pass
 
     def send(self, rows: list[OutboxRow]) -> RecordingDelivery:
         ids = [row.id for row in rows]
@@ -99,11 +106,33 @@ class BatchOfOneRowWriter:
         self, conn: RecordingTransaction, batch: Batch, published: list[int]
     ) -> WriteResult:
         conn.marked += published
+        if not batch.events:  # a writer given marks only
+            return WriteResult()
         row_id = batch.events[0].coordinates.offset
         conn.written.append(row_id)
         return WriteResult(outbox_rows=[
             OutboxRow(row_id, OutboxMessage(str(row_id), "predictive", b"k", b"v", []))
         ])  # fmt: skip
+
+
+class FailingOnceWriter(BatchOfOneRowWriter):
+    """Fails the transaction holding `fail_row` the first time, as a database
+    restart would, once `release` is set."""
+
+    def __init__(self, fail_row: int) -> None:
+        self._fail_row = fail_row
+        self._failed = False
+        self.release = threading.Event()
+
+    def write(
+        self, conn: RecordingTransaction, batch: Batch, published: list[int]
+    ) -> WriteResult:
+        first = batch.events[0].coordinates.offset if batch.events else None
+        if first == self._fail_row and not self._failed:
+            self._failed = True
+            assert self.release.wait(10)
+            raise TransientError("database", "the server closed the connection")
+        return super().write(conn, batch, published)
 
 
 class Message:
@@ -158,31 +187,36 @@ def _one_event_per_message(messages: list[Any], _decode) -> Batch:
     ])  # fmt: skip
 
 
+def _assert_steps_in_order(log, row_id: int, offsets_entry: tuple) -> None:
+    """The row's batch: written and committed, sent, acknowledged, marked in
+    a later committed transaction (exactly one), then its offsets committed."""
+    written = [e for e in log if e[0] == "committed" and row_id in e[2]]
+    marked = [e for e in log if e[0] == "committed" and row_id in e[1]]
+    assert len(written) == 1 and len(marked) == 1, list(log)
+    assert (
+        log.index_of(written[0])
+        < log.index_of(("sent", (row_id,)))
+        < log.index_of(("acknowledged", (row_id,)))
+        < log.index_of(marked[0])
+        < log.index_of(offsets_entry)
+    ), list(log)
+
+
 def test_each_batch_is_sent_after_its_commit_marked_after_its_acks_then_committed(
     daemon, log
 ):
     """Four batches back to back, then the drained topic settles the last ones:
     every batch passes commit, send, acknowledgement, mark, offset commit, in
-    that order, and a batch's transaction carries the marks of the batch two
-    before it."""
+    that order, however far the main thread decoded ahead of the writers."""
     for first in (0, 10, 20, 30):
         daemon._process([Message(first), Message(first + 1)])
     daemon._settle()
 
-    for row_id, next_offset in ((0, 2), (10, 12), (20, 22), (30, 32)):
-        written = next(e for e in log if e[0] == "committed" and row_id in e[2])
-        marked = next(e for e in log if e[0] == "committed" and row_id in e[1])
-        assert (
-            log.index_of(written)
-            < log.index_of(("sent", (row_id,)))
-            < log.index_of(("acknowledged", (row_id,)))
-            < log.index_of(marked)
-            < log.index_of(("offsets", next_offset))
-        ), list(log)
-    assert ("committed", (0,), (20,)) in log, "batch 3's transaction marks batch 1"
-    assert ("committed", (10,), (30,)) in log, "batch 4's transaction marks batch 2"
-    assert ("committed", (20, 30), ()) in log, "settling marks the last two at once"
-    assert daemon._writing is None and daemon._in_flight == []
+    for row_id in (0, 10, 20, 30):
+        _assert_steps_in_order(log, row_id, ("offsets", row_id + 2))
+    offsets = [entry[1] for entry in log if entry[0] == "offsets"]
+    assert offsets == sorted(offsets) == [2, 12, 22, 32], "offsets only move forward"
+    assert not daemon._writing and daemon._in_flight == []
 
 
 def test_a_drained_topic_leaves_nothing_in_flight(daemon, log):
@@ -203,10 +237,10 @@ def test_a_drained_topic_leaves_nothing_in_flight(daemon, log):
     ]  # fmt: skip
 
 
-def test_each_writer_writes_its_own_partitions_and_a_share_of_the_marks(daemon, log):
+def test_each_writer_writes_its_own_partitions(daemon, log):
     """Two writers (the default): a batch from partitions 0 and 1 becomes one
-    transaction per partition, and the rows of the batch two before are marked
-    half in each. Partition 1's offsets wait for its own mark."""
+    transaction per partition, and each partition's offsets wait for its own
+    batch's mark."""
     assert len(daemon._writer_threads) == 2
     for first in (0, 10, 20):
         daemon._process(
@@ -216,18 +250,27 @@ def test_each_writer_writes_its_own_partitions_and_a_share_of_the_marks(daemon, 
 
     committed = [entry for entry in log if entry[0] == "committed"]
     assert sorted(written for _, _, written in committed if written) == [
-        (0,),
-        (10,),
-        (20,),
-        (100,),
-        (110,),
-        (120,),
-    ], "one transaction per partition and batch, each with its own rows"
-    assert ("committed", (0,), (20,)) in log, (
-        "writer 0 marks batch 1's row of partition 0"
-    )
-    assert ("committed", (100,), (120,)) in log, (
-        "writer 1 marks batch 1's row of partition 1"
-    )
-    marked_101 = log.index_of(("committed", (100,), (120,)))
-    assert log.index_of(("offsets of partition 1", 101)) > marked_101
+        (0,), (10,), (20,), (100,), (110,), (120,),
+    ], "one transaction per partition and batch, each with its own rows"  # fmt: skip
+    for first in (0, 10, 20):
+        _assert_steps_in_order(log, first, ("offsets", first + 1))
+        _assert_steps_in_order(
+            log, 100 + first, ("offsets of partition 1", 100 + first + 1)
+        )
+
+
+def test_a_failed_write_is_done_again_before_the_batches_queued_behind_it(daemon, log):
+    """The writer fails batch 1's transaction once: batch 2, queued behind it on
+    the same writer, is refused there, and the main thread writes both again,
+    batch 1 first, so a partition's batches are written in order."""
+    daemon._writer = writer = FailingOnceWriter(fail_row=0)
+
+    daemon._process([Message(0)])
+    daemon._process([Message(10)])  # queued behind batch 1, still being written
+    writer.release.set()
+    daemon._settle()
+
+    written = [e[2] for e in log if e[0] == "committed" and e[2]]
+    assert written == [(0,), (10,)], list(log)
+    for row_id in (0, 10):
+        _assert_steps_in_order(log, row_id, ("offsets", row_id + 1))
