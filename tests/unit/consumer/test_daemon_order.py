@@ -34,6 +34,7 @@ class RecordingMember:
     def __init__(self, log: RecordingLog) -> None:
         self._log = log
         self.assigned = {("alarms", 0)}
+        self.assignment_of = {("alarms", 0): 1}
         self.joined = True
 
     def owns(self, topic: str, partition: int) -> bool:
@@ -274,3 +275,18 @@ def test_a_failed_write_is_done_again_before_the_batches_queued_behind_it(daemon
     assert written == [(0,), (10,)], list(log)
     for row_id in (0, 10):
         _assert_steps_in_order(log, row_id, ("offsets", row_id + 1))
+
+
+def test_a_batch_held_while_its_partition_left_and_came_back_commits_no_offsets(
+    daemon, log
+):
+    """Partition 0 is revoked and assigned again (a second daemon joined and
+    left) while its batch is in flight: the other owner may have committed past
+    it, so the batch's offsets are not committed, lest the offset move back."""
+    daemon._process([Message(0)])
+    daemon._member.assignment_of = {("alarms", 0): 2}  # revoked, then assigned again
+
+    daemon._process([Message(10)])
+    daemon._settle()
+
+    assert [e for e in log if e[0] == "offsets"] == [("offsets", 11)], list(log)

@@ -180,3 +180,37 @@ def test_a_commit_refused_by_a_rebalance_is_retried_for_what_is_still_assigned()
 
     assert consumer.committed[-1] == [(0, 16677)]
     member.close()
+
+
+class RebalancingAssigningCommits(RebalancingCommits):
+    """RebalancingCommits that also takes assignments."""
+
+    def incremental_assign(self, _partitions) -> None:
+        pass
+
+    def resume(self, _partitions) -> None:
+        pass
+
+
+def test_a_refused_commit_is_dropped_for_a_partition_revoked_and_assigned_again():
+    """Partition 3 leaves during the rebalance that refused its commit, and comes
+    back later: its new owner committed meanwhile, so the refused offset, owed no
+    more, is never committed (it would move the group's offset backwards)."""
+    member = GroupMember(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
+        Health(lambda: True),
+        on_fatal=lambda: None,
+    )
+    member._consumer.close()
+    member._consumer = consumer = RebalancingAssigningCommits()
+    member._assign(consumer, [TopicPartition("alarms", 0), TopicPartition("alarms", 3)])
+    first = member.assignment_of[("alarms", 3)]
+
+    member.commit({("alarms", 0): 16677, ("alarms", 3): 900})  # refused
+    member._revoke(consumer, [TopicPartition("alarms", 3)])
+    member._assign(consumer, [TopicPartition("alarms", 3)])
+    member.commit_owed()
+
+    assert consumer.committed[-1] == [(0, 16677)]
+    assert member.assignment_of[("alarms", 3)] != first
+    member.close()
