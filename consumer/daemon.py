@@ -333,7 +333,9 @@ class Daemon:
         self._health.enter("mark", batches[-1].messages)
         self._retry("database", lambda: self._mark_published(published))
         self._commit_all(batches)
-        self._retry("commit", self._member.finish_commit)
+        # Not finish_commit alone: retried after it failed, it would find no
+        # answer left to take and leave the failed commit's offsets owed.
+        self._retry("commit", self._member.commit_owed)
 
     def _commit_all(self, batches: list[_InFlight]) -> None:
         for batch in batches:
