@@ -224,6 +224,9 @@ class Daemon:
         started = time.monotonic()
         metrics.MESSAGES_CONSUMED.inc(len(messages))
         metrics.BATCH_SIZE.observe(len(messages))
+        # Before any retry can poll, and so rebalance, under them.
+        offsets = next_offsets(messages)
+        assignments = {key: self._member.assignment_of.get(key) for key in offsets}
 
         enter = self._health.enter  # the stall watcher names the stage in hand
         enter("decode", messages)
@@ -273,8 +276,8 @@ class Daemon:
             )
             if part.events or part.rejected or published[n::writers]
         ]
-        self._writing.append(_Writing(parts, marks, messages, started,
-                                      next_offsets(messages)))  # fmt: skip
+        self._writing.append(_Writing(parts, marks, messages, started, offsets,
+                                      assignments))  # fmt: skip
         # Offsets last: the writers need not wait for the broker's answer.
         self._commit_all(marked)
 
@@ -300,8 +303,13 @@ class Daemon:
                                  sent=[delivery for _, delivery in written])  # fmt: skip
             self._in_flight.append(
                 _InFlight(
-                    publish, result, writing.messages, writing.started, writing.offsets
-                )
+                    publish,
+                    result,
+                    writing.messages,
+                    writing.started,
+                    writing.offsets,
+                    writing.assignments,
+                )  # fmt: skip
             )
             marked += writing.marks
             if not any(self._writer_failed):
@@ -325,7 +333,9 @@ class Daemon:
         self._health.enter("mark", batches[-1].messages)
         self._retry("database", lambda: self._mark_published(published))
         self._commit_all(batches)
-        self._retry("commit", self._member.finish_commit)
+        # Not finish_commit alone: retried after it failed, it would find no
+        # answer left to take and leave the failed commit's offsets owed.
+        self._retry("commit", self._member.commit_owed)
 
     def _commit_all(self, batches: list[_InFlight]) -> None:
         for batch in batches:
@@ -334,8 +344,16 @@ class Daemon:
         self._retry.resume_if_paused()
 
     def _commit(self, batch: _InFlight) -> None:
+        # A batch is held for several batches' turns, longer while a step is
+        # retried: a partition revoked and assigned again meanwhile has had
+        # another owner, who may have committed past this batch.
+        offsets = {
+            key: offset
+            for key, offset in batch.offsets.items()
+            if self._member.assignment_of.get(key) == batch.assignments[key]
+        }
         # The answer is taken with the next commit: a batch's turn later.
-        self._retry("commit", lambda: self._member.commit(batch.offsets, wait=False))
+        self._retry("commit", lambda: self._member.commit(offsets, wait=False))
         self._retry.resume_if_paused()
         self._account(batch.result, len(batch.messages),
                       time.monotonic() - batch.started, batch.offsets)  # fmt: skip
@@ -580,12 +598,15 @@ class _Writing:
 
     def __init__(self, parts: list[_Part], marks: list[_InFlight],
                  messages: list[Any], started: float,
-                 offsets: dict[tuple[str, int], int]) -> None:  # fmt: skip
+                 offsets: dict[tuple[str, int], int],
+                 assignments: dict[tuple[str, int], int | None]) -> None:  # fmt: skip
         self._parts = parts
         self.marks = marks
         self.messages = messages
         self.started = started
         self.offsets = offsets
+        # Which assignment each partition was read under (GroupMember.assignment_of).
+        self.assignments = assignments
 
     def done(self) -> bool:
         """True when every part's transaction has finished, well or not."""
@@ -606,3 +627,4 @@ class _InFlight:
     messages: list[Any]
     started: float
     offsets: dict[tuple[str, int], int]
+    assignments: dict[tuple[str, int], int | None]

@@ -88,6 +88,11 @@ class GroupMember:
             {**CONSUMER_DEFAULTS, **config, "error_cb": self._on_kafka_error}
         )
         self.assigned: Partitions = set()
+        # Per partition, which assignment gave it to this member: offsets read
+        # under an earlier one are stale once the partition has been away, and
+        # committing them could move the group's offset backwards.
+        self.assignment_of: dict[tuple[str, int], int] = {}
+        self._assignments = 0
         self.joined = False
         self._paused = False
         self._stash: list[Any] = []
@@ -271,6 +276,8 @@ class GroupMember:
         self._health.joined()
         added = {(p.topic, p.partition) for p in partitions}
         self.assigned |= added
+        self._assignments += 1
+        self.assignment_of.update(dict.fromkeys(added, self._assignments))
         if partitions:
             # librdkafka keeps a partition's pause across its loss and return:
             # one paused during a retry, lost, and assigned again after the
@@ -285,6 +292,11 @@ class GroupMember:
     def _revoke(self, _consumer: Consumer, partitions: list) -> None:
         removed = {(p.topic, p.partition) for p in partitions}
         self.assigned -= removed
+        # Its new owner commits from now on; a refused commit owed for it
+        # would, should the partition come back, move its offset backwards.
+        for key in removed:
+            self._owed.pop(key, None)
+            self.assignment_of.pop(key, None)
         self._stash = [
             m for m in self._stash if (m.topic(), m.partition()) in self.assigned
         ]

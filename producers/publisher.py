@@ -86,6 +86,10 @@ class Delivery:
         # for rows sent after these, by the next batch.
         while self.pending and (left := self._deadline - time.monotonic()) > 0:
             self._producer.poll(min(left, FLUSH_SLICE_S))
+        if self.pending:
+            # Waited for after its deadline (the caller was held up): answers
+            # the broker sent meanwhile are queued, not yet served.
+            self._producer.poll(0)
         for topic, count in self._per_topic.items():
             metrics.PUBLISHED.labels(topic=topic).inc(count)
         self._per_topic.clear()

@@ -11,12 +11,14 @@ import threading
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 import consumer.daemon as daemon_module
 from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import load_settings
 from consumer.batch import Batch
+from consumer.membership import GroupMember
 from consumer.retry import PausingRetry
 from consumer.transaction import WriteResult
 from db.outbox import OutboxMessage, OutboxRow
@@ -34,12 +36,16 @@ class RecordingMember:
     def __init__(self, log: RecordingLog) -> None:
         self._log = log
         self.assigned = {("alarms", 0)}
+        self.assignment_of = {("alarms", 0): 1}
         self.joined = True
 
     def owns(self, topic: str, partition: int) -> bool:
         return True
 
     def finish_commit(self) -> None:
+        pass
+
+    def commit_owed(self) -> None:
         pass
 
     def commit(self, offsets: dict[tuple[str, int], int], wait: bool = True) -> None:
@@ -274,3 +280,69 @@ def test_a_failed_write_is_done_again_before_the_batches_queued_behind_it(daemon
     assert written == [(0,), (10,)], list(log)
     for row_id in (0, 10):
         _assert_steps_in_order(log, row_id, ("offsets", row_id + 1))
+
+
+def test_a_batch_held_while_its_partition_left_and_came_back_commits_no_offsets(
+    daemon, log
+):
+    """Partition 0 is revoked and assigned again (a second daemon joined and
+    left) while its batch is in flight: the other owner may have committed past
+    it, so the batch's offsets are not committed, lest the offset move back."""
+    daemon._process([Message(0)])
+    daemon._member.assignment_of = {("alarms", 0): 2}  # revoked, then assigned again
+
+    daemon._process([Message(10)])
+    daemon._settle()
+
+    assert [e for e in log if e[0] == "offsets"] == [("offsets", 11)], list(log)
+
+
+class TimingOutFirstCommit:
+    """A consumer whose first offset commit times out, as when the group
+    coordinator moves; later commits succeed and are recorded."""
+
+    def __init__(self) -> None:
+        self.committed: list[list[tuple[int, int]]] = []
+        self._calls = 0
+
+    def commit(self, *, offsets, asynchronous) -> None:
+        self._calls += 1
+        if self._calls == 1:
+            error = KafkaError(KafkaError.REQUEST_TIMED_OUT, "request timed out")
+            raise KafkaException(error)
+        self.committed.append([(tp.partition, tp.offset) for tp in offsets])
+
+    def pause(self, _partitions) -> None:
+        pass
+
+    def resume(self, _partitions) -> None:
+        pass
+
+    def consume(self, _messages, _timeout_s) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_settling_commits_again_the_offsets_of_a_commit_that_failed(daemon, log):
+    """The last batch's offset commit fails when the daemon settles (a drained
+    topic, a sweep, a shutdown): the retry commits those offsets again rather
+    than finding no answer left to wait for and leaving them uncommitted."""
+    member = GroupMember(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
+        Health(lambda: True),
+        on_fatal=lambda: None,
+    )
+    member._consumer.close()
+    member._consumer = consumer = TimingOutFirstCommit()
+    member.assigned = {("alarms", 0)}
+    daemon._member = member
+    daemon._retry = member.pausing_retry(0.01, 0.01, give_up=lambda: False)
+
+    daemon._process([Message(0)])
+    daemon._settle()
+
+    assert consumer.committed == [[(0, 1)]]
+    assert not member.owes_commit
+    member.close()

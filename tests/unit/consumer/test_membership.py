@@ -142,6 +142,18 @@ def test_a_commit_without_an_answer_is_transient_after_the_commit_timeout():
     member.close()
 
 
+def _member_using(consumer) -> GroupMember:
+    """A member whose Kafka consumer is `consumer`."""
+    member = GroupMember(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
+        Health(lambda: True),
+        on_fatal=lambda: None,
+    )
+    member._consumer.close()
+    member._consumer = consumer
+    return member
+
+
 class RebalancingCommits:
     """A consumer whose first commit meets a rebalance; later ones succeed."""
 
@@ -164,13 +176,7 @@ def test_a_commit_refused_by_a_rebalance_is_retried_for_what_is_still_assigned()
     """The member may keep its partitions through a rebalance: the refused
     offsets are committed afterwards for the partitions it still owns, so
     processed messages are not left uncommitted for good."""
-    member = GroupMember(
-        {"bootstrap.servers": "127.0.0.1:1", "group.id": "unit", "log_level": 0},
-        Health(lambda: True),
-        on_fatal=lambda: None,
-    )
-    member._consumer.close()
-    member._consumer = consumer = RebalancingCommits()
+    member = _member_using(consumer := RebalancingCommits())
     member.assigned = {("alarms", 0), ("alarms", 3)}
     offsets = {("alarms", 0): 16677, ("alarms", 3): 900}
 
@@ -179,4 +185,32 @@ def test_a_commit_refused_by_a_rebalance_is_retried_for_what_is_still_assigned()
     member.commit_owed()
 
     assert consumer.committed[-1] == [(0, 16677)]
+    member.close()
+
+
+class RebalancingAssigningCommits(RebalancingCommits):
+    """RebalancingCommits that also takes assignments."""
+
+    def incremental_assign(self, _partitions) -> None:
+        pass
+
+    def resume(self, _partitions) -> None:
+        pass
+
+
+def test_a_refused_commit_is_dropped_for_a_partition_revoked_and_assigned_again():
+    """Partition 3 leaves during the rebalance that refused its commit, and comes
+    back later: its new owner committed meanwhile, so the refused offset, owed no
+    more, is never committed (it would move the group's offset backwards)."""
+    member = _member_using(consumer := RebalancingAssigningCommits())
+    member._assign(consumer, [TopicPartition("alarms", 0), TopicPartition("alarms", 3)])
+    first = member.assignment_of[("alarms", 3)]
+
+    member.commit({("alarms", 0): 16677, ("alarms", 3): 900})  # refused
+    member._revoke(consumer, [TopicPartition("alarms", 3)])
+    member._assign(consumer, [TopicPartition("alarms", 3)])
+    member.commit_owed()
+
+    assert consumer.committed[-1] == [(0, 16677)]
+    assert member.assignment_of[("alarms", 3)] != first
     member.close()
