@@ -183,6 +183,7 @@ class Daemon:
                     self._settle()
                     if self._member.owes_commit:
                         self._retry("commit", self._member.commit_owed)
+                        self._resume_consumption()
                 self._sweep_when_due()
                 if exit_when_idle_s is not None and self._idle_for(
                     time.monotonic() - self._last_activity, exit_when_idle_s
@@ -336,12 +337,20 @@ class Daemon:
         # Not finish_commit alone: retried after it failed, it would find no
         # answer left to take and leave the failed commit's offsets owed.
         self._retry("commit", self._member.commit_owed)
+        self._resume_consumption()
+
+    def _resume_consumption(self) -> None:
+        """Resumes consumption if a retry paused it, now that the step it retried
+        has succeeded; but not while the dead-letter limit holds it paused. Every
+        path that retries ends here, or nothing would be consumed again."""
+        if not self._limit.tripped:
+            self._retry.resume_if_paused()
 
     def _commit_all(self, batches: list[_InFlight]) -> None:
         for batch in batches:
             self._health.enter("commit", batch.messages)
             self._commit(batch)
-        self._retry.resume_if_paused()
+        self._resume_consumption()
 
     def _commit(self, batch: _InFlight) -> None:
         # A batch is held for several batches' turns, longer while a step is
@@ -354,7 +363,7 @@ class Daemon:
         }
         # The answer is taken with the next commit: a batch's turn later.
         self._retry("commit", lambda: self._member.commit(offsets, wait=False))
-        self._retry.resume_if_paused()
+        self._resume_consumption()
         self._account(batch.result, len(batch.messages),
                       time.monotonic() - batch.started, batch.offsets)  # fmt: skip
 

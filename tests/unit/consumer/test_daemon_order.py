@@ -303,6 +303,7 @@ class TimingOutFirstCommit:
 
     def __init__(self) -> None:
         self.committed: list[list[tuple[int, int]]] = []
+        self.paused = False
         self._calls = 0
 
     def commit(self, *, offsets, asynchronous) -> None:
@@ -313,10 +314,10 @@ class TimingOutFirstCommit:
         self.committed.append([(tp.partition, tp.offset) for tp in offsets])
 
     def pause(self, _partitions) -> None:
-        pass
+        self.paused = True
 
     def resume(self, _partitions) -> None:
-        pass
+        self.paused = False
 
     def consume(self, _messages, _timeout_s) -> list:
         return []
@@ -345,4 +346,5 @@ def test_settling_commits_again_the_offsets_of_a_commit_that_failed(daemon, log)
 
     assert consumer.committed == [[(0, 1)]]
     assert not member.owes_commit
+    assert not consumer.paused, "the retry paused consumption and nothing resumed it"
     member.close()
