@@ -349,6 +349,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _batch_timeout_below_shutdown_deadline(self) -> Settings:
+        # A stop request is acted on between consume calls.
+        if self.batch_timeout_s >= self.shutdown_deadline_s:
+            raise ValueError(
+                f"ALARMD_BATCH_TIMEOUT_S is {self.batch_timeout_s:g} s but a stop "
+                f"must be finished within ALARMD_SHUTDOWN_DEADLINE_S "
+                f"({self.shutdown_deadline_s:g} s), and one consume call waits that "
+                "long before the stop is seen; lower the first (it is a wait to "
+                "fill a batch, well under a second)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _stall_deadline_above_waits(self) -> Settings:
         # A publish or an SMTP exchange may block this long without a beat; a
         # deadline below it would restart a healthy process.

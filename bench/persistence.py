@@ -6,8 +6,10 @@ Per batch of the daemon's size, as the daemon commits them:
 1. one transaction: COPY the events into a staging table, INSERT ... SELECT
    ... ON CONFLICT DO NOTHING into alarm_events; COPY the cycle candidates,
    start their cycles and tasks in one statement; COPY the outbox rows and
-   insert them the same way; commit (durably: synchronous_commit stays on);
-2. mark those outbox rows published, and commit.
+   insert them the same way, and mark the previous batch's outbox rows
+   published; commit (durably: synchronous_commit stays on). The last batch's
+   rows are marked in a transaction of their own. The daemon, too, marks a
+   batch's rows in a later batch's transaction.
 
 No Kafka: what is left is the database's own cost of the daemon's rows.
 """
@@ -138,8 +140,11 @@ def run(ctx: Context, topics: TopicSet, group: str) -> Outcome:
     conn.commit()
     meter = Meter(os.getpid())
     start = meter.read()
+    to_mark: list[int] = []
     for batch in batches:
         with conn.cursor() as cur:
+            if to_mark:
+                cur.execute(MARK_PUBLISHED, (to_mark,))
             cur.copy_expert(f"COPY stage_events ({_EVENTS}) FROM STDIN (FORMAT csv)",
                             io.StringIO(batch.events))  # fmt: skip
             cur.execute(INSERT_EVENTS)
@@ -150,10 +155,11 @@ def run(ctx: Context, topics: TopicSet, group: str) -> Outcome:
             cur.copy_expert(f"COPY stage_outbox ({_OUTBOX}) FROM STDIN (FORMAT csv)",
                             io.StringIO(batch.outbox))  # fmt: skip
             cur.execute(INSERT_OUTBOX)
-            ids = [row[0] for row in cur.fetchall()]
+            to_mark = [row[0] for row in cur.fetchall()]
             conn.commit()
-            cur.execute(MARK_PUBLISHED, (ids,))
-            conn.commit()
+    with conn.cursor() as cur:
+        cur.execute(MARK_PUBLISHED, (to_mark,))
+    conn.commit()
     end = meter.read()
     conn.close()
     failures = store_gates(ctx.database, ctx.expected, outbox="published")

@@ -278,7 +278,7 @@ class Daemon:
             if part.events or part.rejected or published[n::writers]
         ]
         self._writing.append(_Writing(parts, marks, messages, started, offsets,
-                                      assignments))  # fmt: skip
+                                      assignments, batch.duplicates_in_batch))  # fmt: skip
         # Offsets last: the writers need not wait for the broker's answer.
         self._commit_all(marked)
 
@@ -297,7 +297,7 @@ class Daemon:
             writing = self._writing.popleft()
             self._health.enter("write", writing.messages)
             written = self._retry("database", writing.results)
-            result = WriteResult()
+            result = WriteResult(duplicates=writing.duplicates_in_batch)
             for part, _ in written:
                 result.add(part)
             publish = _Remaining(self._publisher, result.outbox_rows,
@@ -568,13 +568,14 @@ class _Remaining:
 
 
 def _by_writer(batch: Batch, writers: int) -> list[Batch]:
-    """The batch split by partition, partition p to part p mod `writers`."""
+    """The batch split by partition, partition p to part p mod `writers`. The
+    repeats dropped inside the batch are counted with the whole batch, not
+    with a part (which may get no work at all)."""
     parts = [Batch() for _ in range(writers)]
     for event in batch.events:
         parts[event.coordinates.partition % writers].events.append(event)
     for rejected in batch.rejected:
         parts[rejected.coordinates.partition % writers].rejected.append(rejected)
-    parts[0].duplicates_in_batch = batch.duplicates_in_batch
     return parts
 
 
@@ -608,8 +609,10 @@ class _Writing:
     def __init__(self, parts: list[_Part], marks: list[_InFlight],
                  messages: list[Any], started: float,
                  offsets: dict[tuple[str, int], int],
-                 assignments: dict[tuple[str, int], int | None]) -> None:  # fmt: skip
+                 assignments: dict[tuple[str, int], int | None],
+                 duplicates_in_batch: int) -> None:  # fmt: skip
         self._parts = parts
+        self.duplicates_in_batch = duplicates_in_batch
         self.marks = marks
         self.messages = messages
         self.started = started

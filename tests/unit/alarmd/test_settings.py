@@ -461,3 +461,16 @@ def test_the_log_level_is_read_in_any_case(monkeypatch):
     monkeypatch.setenv("ALARMD_LOG_LEVEL", "debug")
 
     assert Settings().log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("timeout_s", ["25", "100000"])
+def test_a_batch_timeout_a_stop_could_not_wait_for_is_refused(monkeypatch, timeout_s):
+    """A stop is seen between consume calls: a batch timeout at or past the
+    shutdown deadline (25 s by default) would run every stop into the
+    watchdog, so start-up refuses it, naming both variables."""
+    monkeypatch.setenv("ALARMD_BATCH_TIMEOUT_S", timeout_s)
+
+    with pytest.raises(
+        ValidationError, match="ALARMD_BATCH_TIMEOUT_S.*ALARMD_SHUTDOWN"
+    ):
+        Settings()

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 import consumer.daemon as daemon_module
+from alarmd import metrics
 from alarmd.errors import TransientError
 from alarmd.health import Health
 from alarmd.settings import load_settings
@@ -348,3 +349,24 @@ def test_settling_commits_again_the_offsets_of_a_commit_that_failed(daemon, log)
     assert not member.owes_commit
     assert not consumer.paused, "the retry paused consumption and nothing resumed it"
     member.close()
+
+
+def test_repeats_within_a_batch_are_counted_whichever_writers_get_work(
+    daemon, log, monkeypatch
+):
+    """A batch whose events all belong to writer 1 (odd partitions, two
+    writers) still counts the repeats dropped inside it: writer 0 gets no part
+    of it at all."""
+
+    def decode_with_repeats(messages, _decode) -> Batch:
+        batch = _one_event_per_message(messages, _decode)
+        batch.duplicates_in_batch = 3
+        return batch
+
+    monkeypatch.setattr(daemon_module, "decode_batch", decode_with_repeats)
+    before = metrics.DUPLICATE_EVENTS._value.get()
+
+    daemon._process([Message(7, partition=1)])
+    daemon._settle()
+
+    assert metrics.DUPLICATE_EVENTS._value.get() - before == 3
