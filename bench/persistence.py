@@ -30,6 +30,7 @@ from bench.variant import Context, Outcome, store_gates
 from consumer.batch import event_id
 from consumer.downstream import DownstreamTopics, DownstreamWriter
 from db.events import PREDICTIVE_TASK
+from db.outbox import MARK_PUBLISHED
 from schemas.decoding import SingleObjectDecoder
 
 SCOPE_IN = "In"
@@ -71,7 +72,6 @@ INSERT_OUTBOX = (
     f"INSERT INTO outbox ({_OUTBOX}) SELECT {_OUTBOX} FROM stage_outbox "
     "ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
-MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,18 +8,16 @@ For every batch, in this order:
 4. mark them published;
 5. commit the batch's offsets, for partitions still assigned.
 
-Batches overlap, without changing that order for any of them. The transaction
-of batch k runs on writer threads while the main thread consumes and decodes
-batch k+1, so PostgreSQL's share of the work and Python's run at once. Each of
-the ALARMD_WRITER_THREADS writers has its own connection and its own share of
-the partitions (partition p goes to writer p mod n), so a partition's batches
-are still written one after another, in order, and n transactions of one batch
-can run side by side. A writer hands its rows to the producer as soon as its
-transaction has committed. Batch k+1's transactions also mark published the
-rows of batch k-1, whose acknowledgements had all of batch k's turn to arrive;
-once they commit, k-1's offsets are committed. So a batch's rows are published only after its transaction commits,
-marked only once the broker has them, and its offsets committed only after the
-mark. When no batch follows (the topic is drained, a sweep is due, or the
+Batches overlap, without changing that order for any of them. Step 2 runs on
+ALARMD_WRITER_THREADS writer threads, each with its own connection and its
+share of the partitions (partition p goes to writer p mod n), so a partition's
+batches are still written one after another, in order. Meanwhile the main
+thread consumes and decodes up to WRITE_AHEAD batches ahead, so PostgreSQL's
+share of the work and Python's run at once. A writer hands its rows to the
+producer as soon as its transaction has committed. A later batch's
+transactions mark published the rows of the oldest batches whose
+acknowledgements are all in, and once they commit, those batches' offsets are
+committed. When no batch follows (the topic is drained, a sweep is due, or the
 daemon stops), the batches in flight are finished on their own.
 
 A crash anywhere leaves each batch either uncommitted in PostgreSQL
@@ -227,7 +225,8 @@ class Daemon:
         metrics.BATCH_SIZE.observe(len(messages))
         # Before any retry can poll, and so rebalance, under them.
         offsets = next_offsets(messages)
-        assignments = {key: self._member.assignment_of.get(key) for key in offsets}
+        taken = _Taken(messages, started, offsets,
+                       {key: self._member.assignment_of.get(key) for key in offsets})  # fmt: skip
 
         enter = self._health.enter  # the stall watcher names the stage in hand
         enter("decode", messages)
@@ -261,24 +260,16 @@ class Daemon:
         marks, self._in_flight = self._in_flight[:ready], self._in_flight[ready:]
         published: list[int] = []
         for previous in marks:
-            enter("publish", previous.messages)
+            enter("publish", previous.taken.messages)
             published += self._retry("publish", previous.publish)
         writers = len(self._writer_threads)
-        parts = [
-            _Part(
-                thread,
-                part,
-                published[n::writers],
-                partial(self._run_part, n),
-                again=self._write_and_send,
-            )  # fmt: skip
-            for n, (thread, part) in enumerate(
-                zip(self._writer_threads, _by_writer(batch, writers), strict=True)
-            )
-            if part.events or part.rejected or published[n::writers]
-        ]
-        self._writing.append(_Writing(parts, marks, messages, started, offsets,
-                                      assignments, batch.duplicates_in_batch))  # fmt: skip
+        parts = []
+        for n, part in enumerate(_by_writer(batch, writers)):
+            marking = published[n::writers]
+            if part.events or part.rejected or marking:
+                parts.append(_Part(self._writer_threads[n], part, marking,
+                                   partial(self._run_part, n), again=self._write_and_send))  # fmt: skip
+        self._writing.append(_Writing(parts, marks, taken, batch.duplicates_in_batch))
         # Offsets last: the writers need not wait for the broker's answer.
         self._commit_all(marked)
 
@@ -290,28 +281,17 @@ class Daemon:
 
         After a failure the writer refuses what it has queued (`_run_part`), so
         every batch queued is written here, in order, before it takes more."""
-        if not self._writing:
-            return []
         marked: list[_InFlight] = []
         while self._writing:
             writing = self._writing.popleft()
-            self._health.enter("write", writing.messages)
+            self._health.enter("write", writing.taken.messages)
             written = self._retry("database", writing.results)
             result = WriteResult(duplicates=writing.duplicates_in_batch)
             for part, _ in written:
                 result.add(part)
             publish = _Remaining(self._publisher, result.outbox_rows,
                                  sent=[delivery for _, delivery in written])  # fmt: skip
-            self._in_flight.append(
-                _InFlight(
-                    publish,
-                    result,
-                    writing.messages,
-                    writing.started,
-                    writing.offsets,
-                    writing.assignments,
-                )  # fmt: skip
-            )
+            self._in_flight.append(_InFlight(publish, result, writing.taken))
             marked += writing.marks
             if not any(self._writer_failed):
                 break
@@ -329,9 +309,9 @@ class Daemon:
             return
         published: list[int] = []
         for batch in batches:
-            self._health.enter("publish", batch.messages)
+            self._health.enter("publish", batch.taken.messages)
             published += self._retry("publish", batch.publish)
-        self._health.enter("mark", batches[-1].messages)
+        self._health.enter("mark", batches[-1].taken.messages)
         self._retry("database", lambda: self._mark_published(published))
         self._commit_all(batches)
         # Not finish_commit alone: retried after it failed, it would find no
@@ -348,7 +328,7 @@ class Daemon:
 
     def _commit_all(self, batches: list[_InFlight]) -> None:
         for batch in batches:
-            self._health.enter("commit", batch.messages)
+            self._health.enter("commit", batch.taken.messages)
             self._commit(batch)
         self._resume_consumption()
 
@@ -356,16 +336,17 @@ class Daemon:
         # A batch is held for several batches' turns, longer while a step is
         # retried: a partition revoked and assigned again meanwhile has had
         # another owner, who may have committed past this batch.
+        taken = batch.taken
         offsets = {
             key: offset
-            for key, offset in batch.offsets.items()
-            if self._member.assignment_of.get(key) == batch.assignments[key]
+            for key, offset in taken.offsets.items()
+            if self._member.assignment_of.get(key) == taken.assignments[key]
         }
         # The answer is taken with the next commit: a batch's turn later.
         self._retry("commit", lambda: self._member.commit(offsets, wait=False))
         self._resume_consumption()
-        self._account(batch.result, len(batch.messages),
-                      time.monotonic() - batch.started, batch.offsets)  # fmt: skip
+        self._account(batch.result, len(taken.messages),
+                      time.monotonic() - taken.started, taken.offsets)  # fmt: skip
 
     def _run_part(
         self, writer: int, batch: Batch, published: list[int]
@@ -602,23 +583,27 @@ class _Part:
         return self._result
 
 
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A batch as it was consumed: its messages, when, its next offsets, and
+    the assignment each partition was read under (GroupMember.assignment_of)."""
+
+    messages: list[Any]
+    started: float
+    offsets: dict[tuple[str, int], int]
+    assignments: dict[tuple[str, int], int | None]
+
+
 class _Writing:
     """A batch whose transactions were handed to the writer threads; `marks` are
     the earlier batches whose rows they mark published."""
 
-    def __init__(self, parts: list[_Part], marks: list[_InFlight],
-                 messages: list[Any], started: float,
-                 offsets: dict[tuple[str, int], int],
-                 assignments: dict[tuple[str, int], int | None],
+    def __init__(self, parts: list[_Part], marks: list[_InFlight], taken: _Taken,
                  duplicates_in_batch: int) -> None:  # fmt: skip
         self._parts = parts
-        self.duplicates_in_batch = duplicates_in_batch
         self.marks = marks
-        self.messages = messages
-        self.started = started
-        self.offsets = offsets
-        # Which assignment each partition was read under (GroupMember.assignment_of).
-        self.assignments = assignments
+        self.taken = taken
+        self.duplicates_in_batch = duplicates_in_batch
 
     def done(self) -> bool:
         """True when every part's transaction has finished, well or not."""
@@ -631,12 +616,9 @@ class _Writing:
 
 @dataclass
 class _InFlight:
-    """A batch whose transaction has committed and whose rows are being
+    """A batch whose transactions have committed and whose rows are being
     delivered; its offsets wait for them."""
 
     publish: _Remaining
     result: WriteResult
-    messages: list[Any]
-    started: float
-    offsets: dict[tuple[str, int], int]
-    assignments: dict[tuple[str, int], int | None]
+    taken: _Taken

@@ -186,8 +186,8 @@ class GroupMember:
     # --- offsets and closing -----------------------------------------------------
 
     def commit(self, offsets: dict[tuple[str, int], int], wait: bool = True) -> None:
-        """Commits these next offsets synchronously, for partitions still
-        assigned. Blocks, up to the commit timeout. A commit refused by a
+        """Commits these next offsets, with any owed, for partitions still
+        assigned. Blocks up to the commit timeout. A commit refused by a
         rebalance is kept and made with the next one, for the partitions still
         assigned. Raises TransientError when it may succeed later (no answer in
         time included), KafkaException when it never will.
@@ -260,9 +260,7 @@ class GroupMember:
     def commit_owed(self) -> None:
         """Commits offsets a rebalance refused, for partitions still assigned,
         and waits for the answer to any commit made without waiting."""
-        self.finish_commit()
-        if self._owed:
-            self.commit({})
+        self.commit({})
 
     def close(self) -> None:
         """Leaves the group. Blocks until the consumer is closed."""

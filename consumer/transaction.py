@@ -64,11 +64,7 @@ class BatchWriter:
         for event in batch.events:
             event.copy_line = events.copy_line(event)
             record = event.record
-            if (
-                record["scope"] == SCOPE_IN
-                and record["final"]
-                and record["iactoken"] not in candidates
-            ):
+            if _may_start_cycle(record) and record["iactoken"] not in candidates:
                 candidates.add(record["iactoken"])
                 event.cycle_prelude = self._downstream.cycle_prelude(
                     record, own_body(event.message.value())
@@ -89,8 +85,10 @@ class BatchWriter:
         event never costs the rest of its batch.
         """
         with conn.cursor() as cur:
-            # One round trip for both.
-            outbox.mark_published(cur, published or [], then="SAVEPOINT batch")
+            if published:  # in the same round trip as the savepoint
+                cur.execute(f"{outbox.MARK_PUBLISHED}; SAVEPOINT batch", (published,))
+            else:
+                cur.execute("SAVEPOINT batch")
             try:
                 result = self._write(cur, batch.events, batch.rejected)
             except psycopg2.Error as exc:
@@ -126,9 +124,8 @@ class BatchWriter:
 
         first_final: dict[str, DecodedEvent] = {}
         for event in new_events:
-            record = event.record
-            if record["scope"] == SCOPE_IN and record["final"]:
-                first_final.setdefault(record["iactoken"], event)
+            if _may_start_cycle(event.record):
+                first_final.setdefault(event.record["iactoken"], event)
         started = events.start_cycles(
             cur,
             [(token, stored[e.event_id]) for token, e in first_final.items()],
@@ -159,6 +156,11 @@ class BatchWriter:
             dead_lettered=new_errors,
             outbox_rows=outbox.insert(cur, messages),
         )  # fmt: skip
+
+
+def _may_start_cycle(record: dict) -> bool:
+    """In scope and final: the first such event of an iactoken starts its cycle."""
+    return record["scope"] == SCOPE_IN and record["final"]
 
 
 def _refused(event: DecodedEvent, exc: psycopg2.Error) -> Rejected:

@@ -72,15 +72,13 @@ def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
     return [OutboxRow(row_id, by_event[eid]) for row_id, eid in sorted(cur.fetchall())]
 
 
-def mark_published(cur: Cursor, ids: list[int], then: str = "") -> None:
-    """Marks the rows published; `then` is a statement sent in the same round
-    trip, run whether or not there are rows to mark."""
+# Its one parameter is the list of row ids.
+MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY(%s)"
+
+
+def mark_published(cur: Cursor, ids: list[int]) -> None:
     if ids:
-        cur.execute(
-            f"UPDATE outbox SET published_at = now() WHERE id = ANY(%s); {then}", (ids,)
-        )
-    elif then:
-        cur.execute(then)
+        cur.execute(MARK_PUBLISHED, (ids,))
 
 
 def claim_unpublished(cur: Cursor, min_age_s: float, limit: int) -> list[OutboxRow]:

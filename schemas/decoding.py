@@ -180,6 +180,9 @@ def _require_value(value: bytes | None, max_bytes: int) -> bytes:
     return value
 
 
+_OWN_HEADER = schemas.load(schemas.ALARM_EVENT).header
+
+
 def own_body(value: bytes | None) -> bytes | None:
     """The Avro body of a value single-object encoded with alarmd's current
     AlarmEvent schema, or None for any other framing or writer schema.
@@ -191,9 +194,6 @@ def own_body(value: bytes | None) -> bytes | None:
     if value is not None and value[:SINGLE_OBJECT_HEADER_BYTES] == _OWN_HEADER:
         return value[SINGLE_OBJECT_HEADER_BYTES:]
     return None
-
-
-_OWN_HEADER = schemas.load(schemas.ALARM_EVENT).header
 
 
 class SingleObjectDecoder:
