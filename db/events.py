@@ -19,11 +19,18 @@ from db import staging
 
 PREDICTIVE_TASK = "Alarm to Predictive Service"
 
-_EVENT_COLUMNS = (
+# Text columns first: most events' COPY lines are these joined as they are
+# (see copy_line).
+_EVENT_TEXT_COLUMNS = (
     "event_id, iactoken, ticket_id, additional_info, bcf_id, node_name, customer, "
-    "vendor_type, status, node_type, alarm_number, alarm_text, event_time, scope, "
-    "iac_alarm_id, parent_alarm, parent_id, execution_mode, node_group, robot_uid, "
-    "final, additional_fields, source_topic, source_partition, source_offset"
+    "vendor_type, status, node_type, alarm_number, alarm_text, scope, "
+    "iac_alarm_id, parent_id, execution_mode, node_group, robot_uid, "
+    "additional_fields, source_topic"
+)
+_EVENT_TEXT_COUNT = _EVENT_TEXT_COLUMNS.count(",") + 1
+_EVENT_COLUMNS = (
+    f"{_EVENT_TEXT_COLUMNS}, event_time, parent_alarm, final, source_partition, "
+    "source_offset"
 )
 _EVENT_STAGING = "alarm_events_staging"
 
@@ -48,22 +55,40 @@ def insert_events(cur: Cursor, events: list[DecodedEvent]) -> dict[str, int]:
 
 
 def copy_line(event: DecodedEvent) -> str:
-    """The event's row of alarm_events as one line of COPY text."""
-    return staging.copy_line(_event_row(event))
+    """The event's row of alarm_events as one line of COPY text.
 
-
-def _event_row(event: DecodedEvent) -> tuple:
+    Its text values are joined as they are when none holds anything COPY must
+    escape, which is so for nearly every event; any other row is written value
+    by value. (The record's types are the schema's, checked by the decoder.)"""
     r = event.record
     c = event.coordinates
+    text = "\t".join(_event_texts(event))
+    if not staging.is_plain(text, _EVENT_TEXT_COUNT):
+        return staging.copy_line(_event_row(event))
+    return (
+        f"{text}\t{r['eventTime']}\t{r['parentalarm']}\t{r['final']}\t"
+        f"{c.partition}\t{c.offset}\n"
+    )
+
+
+def _event_texts(event: DecodedEvent) -> tuple[str, ...]:
+    r = event.record
     return (
         event.event_id, r["iactoken"], r["TicketID"], r["additionalInfo"],
         r["bcfID"], r["nodeName"], r["customer"], r["vendorType"],
         r["status"], r["nodeType"], r["alarmNumber"], r["alarmText"],
-        r["eventTime"], r["scope"], r["iacalarmid"], r["parentalarm"],
-        r["ParentId"], r["executionmode"], r["nodegroup"], r["robotUID"],
-        r["final"], orjson.dumps(r["attributes"]).decode(),
-        c.topic, c.partition, c.offset,
+        r["scope"], r["iacalarmid"], r["ParentId"], r["executionmode"],
+        r["nodegroup"], r["robotUID"], orjson.dumps(r["attributes"]).decode(),
+        event.coordinates.topic,
     )  # fmt: skip
+
+
+def _event_row(event: DecodedEvent) -> tuple:
+    """The values of _EVENT_COLUMNS, in order."""
+    r = event.record
+    c = event.coordinates
+    return (*_event_texts(event), r["eventTime"], r["parentalarm"], r["final"],
+            c.partition, c.offset)  # fmt: skip
 
 
 def start_cycles(

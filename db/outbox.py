@@ -46,21 +46,7 @@ def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
         return []
     by_event = {m.event_id: m for m in messages}
     staging.create(cur, _STAGING, "outbox", _COLUMNS)
-    staging.copy(
-        cur,
-        _STAGING,
-        _COLUMNS,
-        (
-            (
-                m.event_id,
-                m.topic,
-                m.key,
-                m.payload,
-                orjson.dumps(_encode_headers(m.headers)).decode(),
-            )
-            for m in messages
-        ),
-    )
+    staging.copy_lines(cur, _STAGING, _COLUMNS, map(_copy_line, messages))
     cur.execute(
         staging.insert_sql(
             _STAGING, "outbox", _COLUMNS,
@@ -70,6 +56,19 @@ def insert(cur: Cursor, messages: list[OutboxMessage]) -> list[OutboxRow]:
     # The server returns inserted rows in no promised order; publish in id order,
     # the order the sweep would use.
     return [OutboxRow(row_id, by_event[eid]) for row_id, eid in sorted(cur.fetchall())]
+
+
+def _copy_line(m: OutboxMessage) -> str:
+    """The message's row of _COLUMNS as a line of COPY text: its text values
+    as they are, when none needs escaping, and key and payload in bytea hex."""
+    headers = orjson.dumps(_encode_headers(m.headers)).decode()
+    text = f"{m.event_id}\t{m.topic}\t{headers}"
+    if m.key is None or m.payload is None or not staging.is_plain(text, 3):
+        return staging.copy_line((m.event_id, m.topic, m.key, m.payload, headers))
+    return (
+        f"{m.event_id}\t{m.topic}\t\\\\x{m.key.hex()}\t\\\\x{m.payload.hex()}\t"
+        f"{headers}\n"
+    )
 
 
 # Its one parameter is the list of row ids.

@@ -67,15 +67,18 @@ def copy_line(row: Sequence[Any]) -> str:
     value's str() is its COPY text, and one pass over the joined line shows
     whether that is so. Any other row is written value by value."""
     line = "\t".join(map(str, row))
-    if (
-        "\\" in line
-        or "\n" in line
-        or "\r" in line
-        or line.count("\t") != len(row) - 1
-        or not _PLAIN_TYPES.issuperset(map(type, row))
-    ):
+    if not is_plain(line, len(row)) or not _PLAIN_TYPES.issuperset(map(type, row)):
         return "\t".join(map(_field, row)) + "\n"
     return line + "\n"
+
+
+def is_plain(joined: str, values: int) -> bool:
+    """True when `joined`, the text of `values` values joined by tabs, is their
+    COPY text as it is: none holds a backslash, tab, newline or carriage return."""
+    return (
+        not ("\\" in joined or "\n" in joined or "\r" in joined)
+        and joined.count("\t") == values - 1
+    )
 
 
 # Types whose str() is their COPY text, when it holds nothing to escape.

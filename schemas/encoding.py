@@ -51,7 +51,8 @@ class AroundField:
         buffer.write(self._header)
         fastavro.schemaless_writer(buffer, self._before, record)
         buffer.write(encoded_field)
-        fastavro.schemaless_writer(buffer, self._after, record)
+        if self._after["fields"]:  # a record of no fields is no bytes
+            fastavro.schemaless_writer(buffer, self._after, record)
         return buffer.getvalue()
 
 

@@ -159,3 +159,14 @@ def test_email_wanted_only_for_listed_alarm_texts(alarm_event, alarm_text, wante
     writer = DownstreamWriter(TOPICS, EMAIL_TYPES)
 
     assert writer.wants_email(alarm_event(alarmText=alarm_text)) is wanted
+
+
+@pytest.mark.parametrize(
+    "subject", ["3100012", "", "Mất liên lạc/漢字", "x" * 500, "a/b/c@17"]
+)
+def test_event_ids_are_uuid5_of_kind_and_subject(subject):
+    from consumer.downstream import EVENT_ID_NAMESPACE, downstream_event_id
+
+    expected = str(uuid.uuid5(EVENT_ID_NAMESPACE, f"predictive/{subject}"))
+
+    assert downstream_event_id("predictive", subject) == expected
