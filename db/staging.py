@@ -35,13 +35,6 @@ def create(cur: Cursor, staging: str, table: str, columns: str) -> None:
     )
 
 
-def copy(
-    cur: Cursor, staging: str, columns: str, rows: Iterable[Sequence[Any]]
-) -> None:
-    """COPYs the rows into the staging table, in one round trip."""
-    copy_lines(cur, staging, columns, map(copy_line, rows))
-
-
 def copy_lines(cur: Cursor, staging: str, columns: str, lines: Iterable[str]) -> None:
     """COPYs lines made by `copy_line` into the staging table, in one round trip."""
     cur.copy_expert(
